@@ -1,0 +1,3 @@
+from sgeval.cli import main
+
+main()

@@ -1,0 +1,21 @@
+"""`sgeval` command line: FID, KID, precision/recall, weights, cache, reports."""
+
+from __future__ import annotations
+
+import click
+
+from sgmodels._lazycli import LazyGroup
+
+COMMANDS = {
+    # name: "module:click command"
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sgeval")
+def main() -> None:
+    """Evaluate generative image models with the metrics StyleGAN papers report."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from sgmodels.cli import main
+
+main()

@@ -1,0 +1,21 @@
+"""`sgmodels` command line: describe, generate, mix, train, dataset."""
+
+from __future__ import annotations
+
+import click
+
+from sgmodels._lazycli import LazyGroup
+
+COMMANDS = {
+    # name: "module:click command"
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sgeval")
+def main() -> None:
+    """StyleGAN / StyleGAN2 networks: describe, generate, style-mix, train and build datasets."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Package boundaries: sgmodels must work without sgeval, and never import it."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_sgmodels_sources_never_import_sgeval() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "sgmodels").rglob("*.py"))
+        if any(name == "sgeval" or name.startswith("sgeval.") for name in _imported_modules(path))
+    ]
+    assert offenders == [], f"sgmodels modules importing sgeval: {offenders}"
+
+
+def test_importing_all_of_sgmodels_loads_no_sgeval() -> None:
+    code = (
+        "import importlib, pkgutil, sys, sgmodels\n"
+        "for m in pkgutil.walk_packages(sgmodels.__path__, 'sgmodels.'):\n"
+        "    if not m.name.endswith('__main__'):\n"
+        "        importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n == 'sgeval' or n.startswith('sgeval.'))\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_cli_entry_points_show_help() -> None:
+    for package in ("sgmodels", "sgeval"):
+        result = subprocess.run([sys.executable, "-m", package, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "Usage" in result.stdout
