@@ -9,6 +9,9 @@ from sgmodels._lazycli import LazyGroup
 COMMANDS = {
     # name: "module:click command"
     "dataset": "sgmodels.data.cli:dataset",
+    "describe": "sgmodels.commands.describe:describe",
+    "generate": "sgmodels.commands.generate:generate",
+    "mix": "sgmodels.commands.mix:mix",
 }
 
 

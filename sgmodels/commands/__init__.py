@@ -1,0 +1,140 @@
+"""click commands of the `sgmodels` CLI and the options they share.
+
+Preset options (`--arch`, `--config` and one option per override) are generated from `sgmodels.presets`, so the
+CLI, its `--help` and its error messages follow the preset registry. Commands that take a NETWORK accept either a
+snapshot file or, with `--random-init`, a preset (`stylegan2-cpu32` as NETWORK, or `--arch/--config`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from sgmodels.presets import ARCHS, NETWORK_OVERRIDES, PRESETS, TRAINING_OVERRIDES, Override, build_networks
+from sgmodels.ranges import parse_range
+
+F = Callable[..., Any]
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Show ValueError / FileNotFoundError (bad input, bad snapshot) as a one-line CLI error, not a traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def range_option(*names: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option parsed with `parse_range` ("0-15,42" -> [0, ..., 15, 42])."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+        if value is None:
+            return None
+        try:
+            return parse_range(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(*names, callback=parse, metavar="RANGE", **kwargs)
+
+
+def _override_option(name: str, spec: Override) -> Callable[[F], F]:
+    flag = "--" + name.replace("_", "-")
+    if spec.type is bool:
+        return click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None, help=spec.help)
+    click_type: Any = click.Choice(spec.choices) if spec.choices else spec.type
+    return click.option(flag, name, type=click_type, default=None, help=f"{spec.help} [preset value]")
+
+
+def preset_options(training: bool = False) -> Callable[[F], F]:
+    """Decorator adding --arch, --config and the override options (network ones; also training ones if asked).
+
+    The wrapped command receives `arch`, `config` and one keyword per override (None = preset value); pass them
+    to `pop_preset_options`.
+    """
+    overrides = {**NETWORK_OVERRIDES, **(TRAINING_OVERRIDES if training else {})}
+    configs = list(dict.fromkeys(preset.config for preset in PRESETS.values()))
+
+    def decorate(func: F) -> F:
+        for name, spec in reversed(list(overrides.items())):
+            func = _override_option(name, spec)(func)
+        func = click.option("--config", type=str, default=None,
+                            help=f"preset config: {', '.join(configs)} (see `sgmodels describe --list`)")(func)
+        return click.option("--arch", type=click.Choice(ARCHS), default=None,
+                            help="preset family [default: stylegan2, or from NETWORK]")(func)
+
+    return decorate
+
+
+def pop_preset_options(kwargs: dict[str, Any], training: bool = False) -> tuple[str | None, str | None, dict]:
+    """Remove --arch, --config and the overrides from a command's kwargs -> (arch, config, non-None overrides)."""
+    names = list(NETWORK_OVERRIDES) + (list(TRAINING_OVERRIDES) if training else [])
+    overrides = {name: kwargs.pop(name) for name in names if name in kwargs}
+    return kwargs.pop("arch"), kwargs.pop("config"), {k: v for k, v in overrides.items() if v is not None}
+
+
+def resolve_preset(network: str | None, arch: str | None, config: str | None) -> tuple[str, str]:
+    """(arch, config) from a preset NETWORK name such as "stylegan2-cpu32" or from --arch / --config."""
+    if network is not None:
+        if network not in PRESETS:
+            raise ValueError(f"with --random-init, NETWORK must be a preset name ({', '.join(PRESETS)}), "
+                             f"got {network!r}")
+        preset = PRESETS[network]
+        if (arch is not None and arch != preset.arch) or (config is not None and config != preset.config):
+            raise ValueError(f"NETWORK {network!r} conflicts with --arch {arch} --config {config}")
+        return preset.arch, preset.config
+    if config is None:
+        raise ValueError("give a snapshot file as NETWORK, or a preset: --random-init with NETWORK=<arch>-<config> "
+                         "or --arch/--config")
+    return arch or "stylegan2", config
+
+
+def network_source_options(func: F) -> F:
+    """NETWORK argument, --random-init, --seed, --device and the preset options (generate, mix)."""
+    func = preset_options()(func)
+    func = click.option("--device", default="auto", show_default=True,
+                        help="torch device (auto = cuda if available, else cpu)")(func)
+    func = click.option("--seed", "init_seed", type=int, default=0, show_default=True,
+                        help="torch seed of the --random-init weights")(func)
+    func = click.option("--random-init", is_flag=True,
+                        help="NETWORK is a preset with fresh random weights (works before any training)")(func)
+    return click.argument("network", required=False)(func)
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; anything else as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"bad --device {device!r}: {exc}") from None
+
+
+def load_cli_generator(network: str | None, random_init: bool, init_seed: int, device: str,
+                       arch: str | None, config: str | None, overrides: dict[str, Any]) -> torch.nn.Module:
+    """The generator named on the command line, in eval mode on the chosen device.
+
+    A snapshot file gives its evaluated generator (G_ema, else G); `--random-init` builds a preset with weights
+    drawn under `torch.manual_seed(init_seed)` (the caller's RNG state is restored afterwards).
+    """
+    target = pick_device(device)
+    if not random_init:
+        if network is None:
+            raise ValueError("missing NETWORK: a snapshot file, or a preset with --random-init")
+        if arch is not None or config is not None or overrides:
+            raise ValueError("--arch, --config and preset overrides apply only with --random-init")
+        from sgmodels.snapshot import load_generator
+
+        return load_generator(Path(network), device=target).eval()
+    arch, config = resolve_preset(network, arch, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        G, _, _ = build_networks(arch, config, **overrides)
+    return G.to(target).eval()
