@@ -41,7 +41,8 @@ def mix(network: str | None, row_seeds: list[int], col_seeds: list[int], styles:
                                arch, config, overrides)
         result = style_mix(G, row_seeds, col_seeds, styles, **kwargs)
     outdir.mkdir(parents=True, exist_ok=True)
-    save_png(outdir / "style-mixing.png", labelled_grid(None, list(result.col_images), list(result.row_images), result.cells))
+    grid = labelled_grid(None, list(result.col_images), list(result.row_images), result.cells)
+    save_png(outdir / "style-mixing.png", grid)
     if cells:
         for r, row_seed in enumerate(row_seeds):
             for c, col_seed in enumerate(col_seeds):
