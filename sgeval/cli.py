@@ -8,6 +8,7 @@ from sgmodels._lazycli import LazyGroup
 
 COMMANDS = {
     # name: "module:click command"
+    "report": "sgeval.report:report_command",
 }
 
 
