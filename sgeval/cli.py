@@ -8,7 +8,9 @@ from sgmodels._lazycli import LazyGroup
 
 COMMANDS = {
     # name: "module:click command"
+    "cache": "sgeval.cache:cache_command",
     "report": "sgeval.report:report_command",
+    "weights": "sgeval.weights:weights_command",
 }
 
 

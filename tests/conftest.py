@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +12,9 @@ torch.set_num_threads(int(os.environ.get("SGEVAL_TEST_THREADS", "1")))
 
 
 @pytest.fixture(autouse=True)
-def _isolate_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never read or write a user's real caches or weights from a test."""
-    root = tmp_path_factory.getbasetemp() / "caches"
+def _isolate_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or write a user's real caches or weights from a test, nor another test's."""
+    root = tmp_path / "caches"
     monkeypatch.setenv("SGEVAL_CACHE_DIR", str(root / "sgeval"))
     monkeypatch.setenv("SGEVAL_WEIGHTS_DIR", str(root / "weights"))
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))

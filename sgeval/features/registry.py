@@ -1,0 +1,105 @@
+"""Registry of feature extractors: one entry per name; the CLI, `--help` and error messages are derived from it.
+
+An entry names the weights files it accepts (sgeval.weights registry names, in order of preference) and a factory
+"module:function" that turns a resolved weights file into a `FeatureExtractor`. Factories are imported only when an
+extractor is built, so listing the registry imports neither torch nor torchvision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sgeval.weights import WEIGHTS, ResolvedWeights, resolve_weights
+
+if TYPE_CHECKING:
+    from sgeval.features.base import FeatureExtractor
+
+__all__ = ["ExtractorSpec", "build_extractor", "get_extractor_spec", "list_extractors", "register_extractor"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractorSpec:
+    """Metadata of one registered feature extractor."""
+
+    name: str  # registry key, e.g. "inception-v3-tf"
+    feature_dim: int  # D of its features
+    weights: tuple[str, ...]  # sgeval.weights names it can load, preferred first
+    factory: str  # "module:function" taking a ResolvedWeights and returning a FeatureExtractor
+    metrics: tuple[str, ...]  # metrics that use it by default
+    description: str  # one line for listings
+
+    def load_factory(self) -> Callable[[ResolvedWeights], FeatureExtractor]:
+        """Import and return the factory function."""
+        module_name, function = self.factory.split(":")
+        return getattr(importlib.import_module(module_name), function)
+
+
+_EXTRACTORS: dict[str, ExtractorSpec] = {}
+
+
+def register_extractor(spec: ExtractorSpec) -> ExtractorSpec:
+    """Add an extractor; its weights names must be registered in sgeval.weights. Returns the spec."""
+    if spec.name in _EXTRACTORS and _EXTRACTORS[spec.name] != spec:
+        raise ValueError(f"feature extractor {spec.name!r} is already registered")
+    unknown = [name for name in spec.weights if name not in WEIGHTS]
+    if unknown or not spec.weights:
+        raise ValueError(f"extractor {spec.name!r}: unknown weights {unknown or '(none given)'}")
+    if ":" not in spec.factory:
+        raise ValueError(f"extractor {spec.name!r}: factory must be 'module:function', got {spec.factory!r}")
+    _EXTRACTORS[spec.name] = spec
+    return spec
+
+
+register_extractor(ExtractorSpec(
+    name="inception-v3-tf",
+    feature_dim=2048,
+    weights=("inception-tf-port", "inception-torchscript"),
+    factory="sgeval.features.inception:build_inception_extractor",
+    metrics=("fid", "kid"),
+    description="TF inception-2015-12-05 pool3 (FID/KID reference network); sgeval port or NVIDIA TorchScript",
+))
+register_extractor(ExtractorSpec(
+    name="vgg16-fc2",
+    feature_dim=4096,
+    weights=("vgg16-torchscript", "vgg16-torchvision"),
+    factory="sgeval.features.vgg16:build_vgg16_extractor",
+    metrics=("pr", "prdc"),
+    description="VGG16 fc2 after ReLU (precision/recall); NVIDIA TorchScript or torchvision weights",
+))
+
+
+def list_extractors() -> list[ExtractorSpec]:
+    """All registered extractors, sorted by name."""
+    return [_EXTRACTORS[name] for name in sorted(_EXTRACTORS)]
+
+
+def get_extractor_spec(name: str) -> ExtractorSpec:
+    """The entry registered as `name`; ValueError listing the valid names otherwise."""
+    if name not in _EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {name!r}; valid: {', '.join(sorted(_EXTRACTORS))}")
+    return _EXTRACTORS[name]
+
+
+def build_extractor(
+    name: str,  # registry name
+    weights_path: str | os.PathLike[str] | None = None,  # explicit file (--detector-weights); may be foreign
+    weights_dir: str | os.PathLike[str] | None = None,  # extra search folder (--weights-dir)
+    allow_download: bool = False,  # download the preferred file if none is found (never when SGEVAL_OFFLINE=1)
+    device: str = "cpu",  # where the network goes
+) -> FeatureExtractor:
+    """Resolve the weights (sgeval.weights lookup order) and build the extractor on `device`.
+
+    Raises:
+        WeightsNotFoundError / WeightsChecksumError (ValueErrors) with the file names, checksums and destinations.
+    """
+    spec = get_extractor_spec(name)
+    resolved = resolve_weights(spec.weights, path=weights_path, weights_dir=weights_dir, allow_download=allow_download)
+    extractor = spec.load_factory()(resolved)
+    if extractor.feature_dim != spec.feature_dim:
+        raise ValueError(f"{name}: factory built an extractor with dim {extractor.feature_dim}, "
+                         f"registry says {spec.feature_dim}")
+    return extractor.to(device)

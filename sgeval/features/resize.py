@@ -1,0 +1,64 @@
+"""The image resize policies of the feature extractors, each with a version string that enters cache keys.
+
+`tf1_bilinear_resize` reproduces TensorFlow 1.x `tf.image.resize_bilinear(align_corners=False)` without half-pixel
+centres (the resize inside the FID Inception graph `inception-2015-12-05`): output pixel i samples the input at
+x = i * (in / out), computed in float32; the two neighbours are floor(x) and min(floor(x) + 1, in - 1); no
+antialiasing, so a large downscale (1024 -> 299) samples sparsely, which is what the reference numbers were made
+with (clean-fid's criticism of it is about that aliasing). torch's `F.interpolate(align_corners=False)` differs:
+it uses half-pixel centres, (i + 0.5) * scale - 0.5.
+
+The arithmetic order is kept the same as TF (and as torch-fidelity's `interpolate_bilinear_2d_like_tensorflow1x`,
+which the tests compare against bit for bit): horizontal lerps first, `a + (b - a) * t`, then the vertical lerp.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["RESIZE_POLICIES", "TF1_BILINEAR", "TORCHSCRIPT_INTERNAL", "tf1_bilinear_resize"]
+
+TF1_BILINEAR = "tf1-bilinear/v1"  # tf1_bilinear_resize below
+TORCHSCRIPT_INTERNAL = "torchscript-internal/v1"  # the official TorchScript detector resizes inside its graph
+
+RESIZE_POLICIES: dict[str, str] = {
+    TF1_BILINEAR: "TF1 resize_bilinear, align_corners=False, no half-pixel centres, no antialias (float32 coords)",
+    TORCHSCRIPT_INTERNAL: "whatever the official TorchScript detector does internally to uint8 input of any size",
+}
+
+
+def _source_positions(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Lower/upper source indices [out] (int64) and the fraction between them [out] (float32) along one axis."""
+    scale = torch.tensor(in_size / out_size, dtype=torch.float32)  # TF computes the scale in float
+    position = torch.arange(out_size, dtype=torch.float32, device=device) * scale.to(device)  # [out]
+    lower = position.long()  # floor, positions are >= 0
+    upper = (lower + 1).clamp_max(in_size - 1)
+    return lower, upper, position - lower.float()
+
+
+def tf1_bilinear_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize like TF1 `resize_bilinear(align_corners=False, half_pixel_centers=False)`.
+
+    Args:
+        images: float tensor [N, C, H, W] (any range; uint8 pixel values converted to float are typical).
+        size: output (height, width) in pixels.
+
+    Returns:
+        Tensor [N, C, height, width] of the input's dtype. Identity when the size is unchanged.
+    """
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"expected float images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    out_h, out_w = int(size[0]), int(size[1])
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"output size must be positive, got {size}")
+    in_h, in_w = images.shape[-2:]
+    y_lo, y_hi, y_t = _source_positions(in_h, out_h, images.device)
+    x_lo, x_hi, x_t = _source_positions(in_w, out_w, images.device)
+    y_t = y_t.to(images.dtype).view(1, 1, out_h, 1)  # [1, 1, out_h, 1]
+    x_t = x_t.to(images.dtype).view(1, 1, 1, out_w)  # [1, 1, 1, out_w]
+    top = images.index_select(2, y_lo)  # [N, C, out_h, W]
+    bottom = images.index_select(2, y_hi)  # [N, C, out_h, W]
+    top_left, top_right = top.index_select(3, x_lo), top.index_select(3, x_hi)  # [N, C, out_h, out_w] each
+    bottom_left, bottom_right = bottom.index_select(3, x_lo), bottom.index_select(3, x_hi)
+    upper_row = top_left + (top_right - top_left) * x_t  # [N, C, out_h, out_w]
+    lower_row = bottom_left + (bottom_right - bottom_left) * x_t  # [N, C, out_h, out_w]
+    return upper_row + (lower_row - upper_row) * y_t  # [N, C, out_h, out_w]
