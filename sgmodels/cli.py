@@ -12,6 +12,7 @@ COMMANDS = {
     "describe": "sgmodels.commands.describe:describe",
     "generate": "sgmodels.commands.generate:generate",
     "mix": "sgmodels.commands.mix:mix",
+    "train": "sgmodels.commands.train:train",
 }
 
 
