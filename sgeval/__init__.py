@@ -1,3 +1,43 @@
-"""Metrics for StyleGAN-family generators: FID, KID, precision/recall, PPL, separability, projection."""
+"""Metrics for StyleGAN-family generators: FID, KID, precision/recall, PPL, separability, projection.
+
+The public API is exported lazily (importing `sgeval` imports neither torch nor the networks):
+
+    import sgeval
+    result = sgeval.evaluate("fid50k_full", "runs/00000/network-snapshot-000500.safetensors", num_gen=5000)
+    results = sgeval.evaluate_many(["fid50k_full", "kid50k_full"], "generated/", "ffhq.zip")
+    table = sgeval.load_results("runs/00000")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "evaluate": "sgeval.runner",
+    "evaluate_many": "sgeval.runner",
+    "resolve_protocol": "sgeval.runner",
+    "MetricResult": "sgeval.results",
+    "read_results": "sgeval.results",
+    "load_results": "sgeval.report",
+    "Protocol": "sgeval.protocols",
+    "get_protocol": "sgeval.protocols",
+    "list_protocols": "sgeval.protocols",
+    "FeatureCache": "sgeval.cache",
+    "FeatureSet": "sgeval.featureset",
+    "extract_features": "sgeval.extract",
+    "build_extractor": "sgeval.features.registry",
+    "open_source": "sgeval.sources",
+    "GeneratorSource": "sgeval.sources",
+    "CallableSource": "sgeval.sources",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sgeval' has no attribute {name!r}")

@@ -9,6 +9,11 @@ from sgmodels._lazycli import LazyGroup
 COMMANDS = {
     # name: "module:click command"
     "cache": "sgeval.cache:cache_command",
+    "calc": "sgeval.commands.metrics:calc_command",
+    "fid": "sgeval.commands.metrics:fid_command",
+    "kid": "sgeval.commands.metrics:kid_command",
+    "list": "sgeval.commands.metrics:list_command",
+    "pr": "sgeval.commands.metrics:pr_command",
     "report": "sgeval.report:report_command",
     "weights": "sgeval.weights:weights_command",
 }

@@ -1,0 +1,267 @@
+"""`sgeval fid|kid|pr|calc|list`: evaluate feature protocols from the command line (thin layer over sgeval.runner).
+
+Every expected failure (missing or corrupt weights, unreadable or empty data, a bad snapshot, an unknown protocol, no
+reference data) is a click error: one message on stderr, exit status 1, no traceback. Python warnings (unverified
+weights, too few samples for a full-rank covariance) are printed as one `warning:` line each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["calc_command", "fid_command", "kid_command", "list_command", "pr_command"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared options
+
+
+def _count(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """Click callback: "500", "2k" -> int; None stays None."""
+    if value is None:
+        return None
+    from sgeval.runner import parse_count
+
+    try:
+        count = parse_count(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    if count is None:
+        raise click.BadParameter("give a number (the protocol default is used when the option is left out)")
+    return count
+
+
+_OPTIONS = [
+    click.option("--data", "data", type=click.Path(exists=True, path_type=Path), default=None,
+                 help="Reference: image folder, dataset .zip or statistics .npz [default: the training set recorded "
+                      "in the snapshot]."),
+    click.option("--num-gen", callback=_count, default=None, metavar="N",
+                 help="Generated images (e.g. 5000 or 5k) instead of the protocol's; recorded as a quick variant."),
+    click.option("--num-real", callback=_count, default=None, metavar="N",
+                 help="Real images at most, instead of the protocol's; recorded as a quick variant."),
+    click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Seed of the latents and of metric sampling (KID subsets)."),
+    click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda or cuda:1."),
+    click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True,
+                 help="Images per feature-extractor call (does not change the result)."),
+    click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table."),
+    click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Extra folder searched first for detector weights files."),
+    click.option("--detector-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Detector weights file to use as given (custom or test weights; its sha256 is recorded)."),
+    click.option("--allow-download", is_flag=True,
+                 help="Download missing detector weights (never when SGEVAL_OFFLINE=1)."),
+    click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
+    click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Append results to RUN_DIR/metric-<protocol>.jsonl [default: the folder of a training "
+                      "snapshot; nothing for other sources]."),
+    click.option("--no-progress", is_flag=True, help="Hide the progress bars."),
+]
+
+
+def _evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a command with the options every evaluation command shares."""
+    for option in reversed(_OPTIONS):
+        function = option(function)
+    return function
+
+
+def _protocol_names(*metrics: str) -> list[str]:
+    from sgeval.protocols import list_protocols
+
+    return [protocol.name for protocol in list_protocols() if protocol.metric in metrics]
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show each distinct Python warning once as `warning: <message>` on stderr (no source line)."""
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            click.echo(f"warning: {text}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield
+
+
+def _run(protocols: list[str], source: str, data: Path | None, **options: Any) -> list[Any]:
+    """Call the runner, turning expected failures into click errors."""
+    from sgeval.runner import evaluate_many
+
+    as_json = options.pop("as_json")
+    evaluate_kwargs = {
+        "num_gen": options.pop("num_gen"),
+        "num_real": options.pop("num_real"),
+        "seed": options.pop("seed"),
+        "device": options.pop("device"),
+        "batch_size": options.pop("batch_size"),
+        "cache": not options.pop("no_cache"),
+        "weights_dir": options.pop("weights_dir"),
+        "detector_weights": options.pop("detector_weights"),
+        "allow_download": options.pop("allow_download"),
+        "run_dir": options.pop("run_dir"),
+        "progress": not options.pop("no_progress"),
+    }
+    if options:
+        raise TypeError(f"internal: unhandled options {sorted(options)}")
+    try:
+        with _warnings_as_lines():
+            results = evaluate_many(protocols, source, data, **evaluate_kwargs)
+    except click.ClickException:
+        raise
+    except (ValueError, TypeError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    _print(results, as_json, single=len(protocols) == 1)
+    return results
+
+
+def _print(results: list[Any], as_json: bool, single: bool) -> None:
+    if as_json:
+        records = [result.to_official_dict() for result in results]
+        click.echo(json.dumps(records[0] if single else records, indent=1, default=str))
+        return
+    from tabulate import tabulate
+
+    rows = []
+    for result in results:
+        for key, value in result.values.items():
+            rows.append([result.official_key(key), _format_value(value), result.num_gen, result.num_real,
+                         f"{result.total_time:.1f}" if result.total_time is not None else ""])
+    click.echo(tabulate(rows, headers=["metric", "value", "gen", "real", "seconds"], tablefmt="simple"))
+
+
+def _format_value(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.6g}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fid / kid / pr
+
+
+def _protocol_option(metrics: tuple[str, ...], default: str) -> Callable[..., Any]:
+    return click.option("--protocol", type=click.Choice(_protocol_names(*metrics)), default=default,
+                        show_default=True, help="Named protocol: sample counts, x-flips, covariance normalisation.")
+
+
+@click.command("fid")
+@click.argument("source", type=click.Path(exists=True))
+@_protocol_option(("fid",), "fid50k_full")
+@_evaluation_options
+def fid_command(source: str, protocol: str, data: Path | None, **options: Any) -> None:
+    """Fréchet Inception Distance of SOURCE against the reference data.
+
+    SOURCE is an sgmodels snapshot (.safetensors), an image folder or a dataset .zip. Without --data, a training
+    snapshot is compared with the training set it records.
+
+    \b
+    Examples:
+      sgeval fid runs/00000/network-snapshot-000500.safetensors
+      sgeval fid G.safetensors --data ffhq.zip --num-gen 5k --device cuda
+      sgeval fid generated/ --data reference-stats.npz --protocol fid50k --json
+    """
+    _run([protocol], source, data, **options)
+
+
+@click.command("kid")
+@click.argument("source", type=click.Path(exists=True))
+@_protocol_option(("kid",), "kid50k_full")
+@_evaluation_options
+def kid_command(source: str, protocol: str, data: Path | None, **options: Any) -> None:
+    """Kernel Inception Distance (mean and std over subsets, unscaled) of SOURCE against the reference data.
+
+    \b
+    Examples:
+      sgeval kid runs/00000/network-snapshot-000500.safetensors
+      sgeval kid generated/ --data ffhq.zip --num-real 10k --seed 1
+    """
+    _run([protocol], source, data, **options)
+
+
+@click.command("pr")
+@click.argument("source", type=click.Path(exists=True))
+@_protocol_option(("pr", "prdc"), "pr50k3_full")
+@_evaluation_options
+def pr_command(source: str, protocol: str, data: Path | None, **options: Any) -> None:
+    """Improved precision and recall (VGG16 features, k=3) of SOURCE against the reference data.
+
+    \b
+    Examples:
+      sgeval pr runs/00000/network-snapshot-000500.safetensors --device cuda
+      sgeval pr generated/ --data ffhq.zip --protocol prdc50k5
+    """
+    _run([protocol], source, data, **options)
+
+
+@click.command("calc")
+@click.option("--metrics", "metric_list", required=True, metavar="NAMES",
+              help="Comma-separated protocols, e.g. fid50k_full,kid50k_full,pr50k3_full (see `sgeval list`).")
+@click.option("--network", "source", required=True, type=click.Path(exists=True),
+              help="Snapshot (.safetensors), image folder or dataset .zip to evaluate.")
+@_evaluation_options
+def calc_command(metric_list: str, source: str, data: Path | None, **options: Any) -> None:
+    """Several protocols at once, sharing extracted features (the official calc_metrics.py spelling).
+
+    \b
+    Examples:
+      sgeval calc --metrics fid50k_full,kid50k_full --network runs/00000/network-snapshot-000500.safetensors
+      sgeval calc --metrics fid50k_full,pr50k3_full --network G.safetensors --data ffhq.zip --device cuda
+    """
+    names = [name.strip() for name in metric_list.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("give at least one protocol name", param_hint="--metrics")
+    _run(names, source, data, **options)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# list
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def list_command(as_json: bool) -> None:
+    """List the registered protocols, metrics and feature extractors.
+
+    \b
+    Example:
+      sgeval list
+    """
+    from tabulate import tabulate
+
+    from sgeval.features.registry import list_extractors
+    from sgeval.metrics.registry import list_metrics
+    from sgeval.protocols import list_protocols
+
+    protocols, metrics, extractors = list_protocols(), list_metrics(), list_extractors()
+    if as_json:
+        click.echo(json.dumps({
+            "protocols": [protocol.to_dict() | {"reference": protocol.reference} for protocol in protocols],
+            "metrics": [{"name": spec.name, "kind": spec.kind, "values": list(spec.value_keys),
+                         "higher_is_better": spec.higher_is_better, "description": spec.description}
+                        for spec in metrics],
+            "extractors": [{"name": spec.name, "feature_dim": spec.feature_dim, "weights": list(spec.weights),
+                            "description": spec.description} for spec in extractors],
+        }, indent=1))
+        return
+    click.echo(tabulate([[p.name, p.metric, p.num_gen, "all" if p.num_real is None else p.num_real, p.real_xflip,
+                          p.detector or "", "yes" if p.official else "no"] for p in protocols],
+                        headers=["protocol", "metric", "gen", "real", "real x-flip", "detector", "official"]))
+    click.echo()
+    click.echo(tabulate([[m.name, m.kind, ",".join(m.value_keys), "higher" if m.higher_is_better else "lower",
+                          m.description] for m in metrics],
+                        headers=["metric", "kind", "values", "better", "description"]))
+    click.echo()
+    click.echo(tabulate([[e.name, e.feature_dim, ", ".join(e.weights), e.description] for e in extractors],
+                        headers=["extractor", "dim", "weights", "description"]))

@@ -1,0 +1,183 @@
+"""The evaluation runner with a tiny deterministic extractor: values vs independent math, feature sharing, prefixes,
+cache hits, data resolution, run-directory records and the training hook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import scipy.linalg
+import torch
+
+import sgeval.runner as runner
+from sgeval.cache import FeatureCache
+from sgeval.results import read_results
+from sgeval.runner import DataNotGivenError, evaluate, evaluate_many, parse_count, resolve_protocol
+from sgeval.training_hook import metric_hook
+
+from .conftest import FakeExtractor, TinyGenerator, random_images, write_folder, write_zip
+
+
+class CountingExtractor(FakeExtractor):
+    """FakeExtractor that counts the images it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images_seen = 0
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        self.images_seen += images.shape[0]
+        return super().extract(images)
+
+
+@pytest.fixture
+def extractor(monkeypatch: pytest.MonkeyPatch) -> CountingExtractor:
+    """Every detector of the runner becomes one counting FakeExtractor (D = 9)."""
+    fake = CountingExtractor()
+    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
+    return fake
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    gen = write_folder(tmp_path / "gen", random_images(14, 8, seed=1))
+    real = write_folder(tmp_path / "real", random_images(16, 8, seed=2))
+    return gen, real
+
+
+def _fake_features(folder: Path) -> np.ndarray:
+    """Independent path: PIL-decoded files in sorted order through the fake extractor."""
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    images = np.stack([np.asarray(PIL.Image.open(folder / name)).transpose(2, 0, 1) for name in files])
+    return FakeExtractor()(torch.from_numpy(images)).double().numpy()  # [N, 9]
+
+
+def _scipy_fid(a: np.ndarray, b: np.ndarray, ddof: int) -> float:
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sa, sb = np.cov(a, rowvar=False, ddof=ddof), np.cov(b, rowvar=False, ddof=ddof)
+    root = scipy.linalg.sqrtm(sa @ sb)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.trace(root).real)
+
+
+def test_fid_values_match_scipy_for_both_normalisations(folders: tuple[Path, Path], extractor: FakeExtractor) -> None:
+    gen, real = _fake_features(folders[0]), _fake_features(folders[1])
+    full, tf_style = evaluate_many(["fid50k_full", "fid50k"], folders[0], folders[1], cache=False, progress=False)
+    assert full.values["fid"] == pytest.approx(_scipy_fid(gen, real, ddof=0), rel=1e-7)
+    assert tf_style.values["fid"] == pytest.approx(_scipy_fid(gen, real, ddof=1), rel=1e-7)
+    assert full.values["fid"] != pytest.approx(tf_style.values["fid"], rel=1e-6)  # the normalisation matters
+    assert (full.num_gen, full.num_real) == (14, 16)
+
+
+def test_fid_and_kid_share_one_extraction_per_side(folders: tuple[Path, Path], extractor: CountingExtractor,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import sgeval.extract
+
+    calls = []
+    original = sgeval.extract.extract_features
+    monkeypatch.setattr(sgeval.extract, "extract_features", lambda *a, **k: calls.append(k) or original(*a, **k))
+    fid, kid = evaluate_many(["fid50k_full", "kid50k_full"], folders[0], folders[1], cache=False, progress=False)
+    assert len(calls) == 2 and all(call["capture_all"] for call in calls)  # KID needs the rows
+    assert extractor.images_seen == 14 + 16
+    alone = evaluate("kid50k_full", folders[0], folders[1], cache=False, progress=False)
+    assert kid.values == alone.values and fid.values["fid"] > 0
+
+
+def test_smaller_counts_are_prefixes_of_one_extraction(tmp_path: Path, folders: tuple[Path, Path],
+                                                       extractor: CountingExtractor) -> None:
+    G = TinyGenerator(seed=3)
+    both = evaluate_many(["fid50k_full@gen12", "kid50k_full@gen10-real12"], G, folders[1], cache=False,
+                         progress=False)
+    assert extractor.images_seen == 12 + 16  # largest generated count once, all reals once
+    kid_alone = evaluate("kid50k_full", G, folders[1], num_gen=10, num_real=12, cache=False, progress=False)
+    assert kid_alone.protocol == both[1].protocol == "kid50k_full@gen10-real12"
+    assert kid_alone.values == both[1].values
+    assert (both[1].num_gen, both[1].num_real) == (10, 12)
+
+
+def test_cache_hit_gives_identical_numbers(tmp_path: Path, folders: tuple[Path, Path],
+                                           extractor: CountingExtractor) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    G = TinyGenerator(seed=4)
+    first = evaluate("fid50k_full", G, folders[1], num_gen=12, cache=cache, progress=False)
+    seen = extractor.images_seen
+    second = evaluate("fid50k_full", G, folders[1], num_gen=12, cache=cache, progress=False)
+    assert extractor.images_seen == seen  # nothing extracted again
+    assert second.values == first.values
+    assert first.extra["cache_hit"] == {"generated": False, "real": False}
+    assert second.extra["cache_hit"] == {"generated": True, "real": True}
+    other_seed = evaluate("fid50k_full", G, folders[1], num_gen=12, seed=1, cache=cache, progress=False)
+    assert other_seed.extra["cache_hit"] == {"generated": False, "real": True}
+    assert other_seed.values != first.values
+
+
+def test_statistics_reference_equals_folder_reference(tmp_path: Path, folders: tuple[Path, Path],
+                                                      extractor: FakeExtractor) -> None:
+    real = _fake_features(folders[1])
+    stats = tmp_path / "stats.npz"
+    np.savez(stats, mu=real.mean(0), sigma=np.cov(real, rowvar=False))  # pytorch-fid layout, N - 1
+    from_stats = evaluate("fid50k", folders[0], stats, cache=False, progress=False)
+    from_folder = evaluate("fid50k", folders[0], folders[1], cache=False, progress=False)
+    assert from_stats.values["fid"] == pytest.approx(from_folder.values["fid"], rel=1e-6)
+    with pytest.raises(ValueError, match="reference"):
+        evaluate("fid50k", stats, folders[1], cache=False, progress=False)
+
+
+def test_protocol_names_and_counts() -> None:
+    assert parse_count("2k") == 2000 and parse_count("500") == 500 and parse_count("all") is None
+    with pytest.raises(ValueError, match="sample count"):
+        parse_count("2m")
+    derived = resolve_protocol("fid50k_full@gen1k-real2k")
+    assert (derived.num_gen, derived.num_real, derived.base_name) == (1000, 2000, "fid50k_full")
+    assert resolve_protocol("fid50k_full", num_gen=1000).name == "fid50k_full@gen1k"
+    with pytest.raises(ValueError, match="valid protocols: .*fid50k_full"):
+        resolve_protocol("fid10k")
+
+
+def test_missing_data_is_a_clear_error(tmp_path: Path, folders: tuple[Path, Path], extractor: FakeExtractor) -> None:
+    with pytest.raises(DataNotGivenError, match="--data"):
+        evaluate("fid50k_full", folders[0], progress=False)
+    from sgmodels.presets import build_networks
+    from sgmodels.snapshot import save_snapshot
+
+    G, _D, _ = build_networks("stylegan2", "cpu16", channel_base=64, channel_max=8, z_dim=8, w_dim=8, map_layers=1)
+    snapshot = save_snapshot(tmp_path / "bare.safetensors", {"G_ema": G})
+    with pytest.raises(DataNotGivenError, match="records no training set"):
+        evaluate("fid50k_full", snapshot, progress=False)
+
+
+def test_run_dir_records_and_training_hook(tmp_path: Path, extractor: FakeExtractor) -> None:
+    from sgmodels.presets import build_networks
+    from sgmodels.snapshot import save_snapshot
+
+    data = write_zip(tmp_path / "train.zip", random_images(10, 16, seed=5))
+    torch.manual_seed(0)
+    G, _D, _ = build_networks("stylegan2", "cpu16", channel_base=64, channel_max=8, z_dim=8, w_dim=8, map_layers=1)
+    run_dir = tmp_path / "run"
+    snapshot = save_snapshot(run_dir / "network-snapshot-000004.safetensors", {"G_ema": G},
+                             metadata={"kimg": 4.0, "training_set": {"path": str(data), "xflip": True}})
+    results = metric_hook(run_dir=run_dir, snapshot_path=snapshot, metrics=["fid50k@gen12", "kid50k_full@gen12"],
+                          training_set={"path": str(data), "xflip": True}, device=torch.device("cpu"))
+    assert [r.num_real for r in results] == [20, 10]  # fid50k follows the dataset's x-flip; *_full never flips
+    lines = [json.loads(line) for line in (run_dir / "metric-fid50k@gen12.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["snapshot_pkl"] == snapshot.name and lines[0]["results"]["fid50k@gen12"] > 0
+    stored = read_results(run_dir)
+    assert sorted(r.protocol for r in stored) == ["fid50k@gen12", "kid50k_full@gen12"]
+    assert all(r.kimg == 4.0 and r.snapshot == snapshot.name for r in stored)
+    again = evaluate("fid50k@gen12", snapshot, progress=False)  # no data: the recorded training set, same run dir
+    assert again.values == results[0].values
+    assert len(read_results(run_dir / "metric-fid50k@gen12.jsonl")) == 2
+    with pytest.raises(ValueError, match="valid protocols"):
+        metric_hook.validate_metrics(["fid50k_ful"])
+
+
+def test_precision_recall_protocols_run_on_rows(folders: tuple[Path, Path], extractor: FakeExtractor) -> None:
+    from sgeval.metrics.precision_recall import density_coverage, precision_recall
+
+    gen, real = _fake_features(folders[0]), _fake_features(folders[1])
+    pr, prdc = evaluate_many(["pr50k3_full", "prdc50k5"], folders[0], folders[1], cache=False, progress=False)
+    expected = precision_recall(gen, real, k=3)
+    assert pr.values == {"precision": expected.precision, "recall": expected.recall}
+    assert prdc.values["coverage"] == density_coverage(gen, real, k=5).coverage

@@ -1,0 +1,104 @@
+"""FID and KID through sgeval (runner and CLI) against torch-fidelity on the same two image folders and weights file.
+
+Both tools read the same random-weight Inception state dict (torch-fidelity's `feature_extractor_weights_path`; ours
+through `--detector-weights`), the same PNG files and compute pool3 features with independent code. torch-fidelity
+divides the covariance by N - 1 (np.cov), so our N - 1 protocol `fid50k` is the one compared; its KID uses one subset
+size for all subsets, and with subset size = the whole set every subset is a permutation of all rows (the unbiased
+MMD^2 does not depend on the order), so the subset RNGs of the two tools do not matter.
+
+torch-fidelity computes the KID kernel in float32 (its features' dtype), where the unbiased MMD^2 of large kernel
+values cancels to about 1e-3 relative; the 1e-6 comparison therefore feeds torch-fidelity's own features, cast to
+float64, to torch-fidelity's own KID function, and the float32 end-to-end number is checked to 1e-2.
+
+Offline: TORCH_HOME is a temp folder, any download function raises, and nothing may appear under TORCH_HOME.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sgeval.cli import main
+from sgeval.runner import evaluate_many
+from tests.sgeval.conftest import random_images, write_folder
+
+torch_fidelity = pytest.importorskip("torch_fidelity")
+
+NUM = 8  # images per folder: kid_subset_size = NUM, the whole set
+
+
+def _forbid_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"a download was attempted: {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two flat folders (torch-fidelity does not recurse by default) of different random 32x32 PNGs."""
+    root = tmp_path_factory.mktemp("tf-folders")
+    first = write_folder(root / "a", random_images(NUM, 32, seed=11), [f"a{i:02d}.png" for i in range(NUM)])
+    second = write_folder(root / "b", random_images(NUM, 32, seed=12), [f"b{i:02d}.png" for i in range(NUM)])
+    return first, second
+
+
+@pytest.fixture(scope="module")
+def reference(folders: tuple[Path, Path], inception_weights_file: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    """torch-fidelity's FID and KID (float32 end to end) and its KID recomputed from its features in float64."""
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+    from torch_fidelity.utils import create_feature_extractor, extract_featuresdict_from_input_id
+
+    torch_home = tmp_path_factory.mktemp("torch-home")
+    kwargs = dict(input1=str(folders[0]), input2=str(folders[1]), cuda=False, verbose=False, cache=False,
+                  save_cpu_ram=True, feature_extractor_weights_path=str(inception_weights_file),
+                  kid_subset_size=NUM, kid_subsets=3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCH_HOME", str(torch_home))
+        _forbid_downloads(patch)
+        metrics = torch_fidelity.calculate_metrics(fid=True, kid=True, **kwargs)
+        extractor = create_feature_extractor("inception-v3-compat", ["2048"], cuda=False,
+                                             feature_extractor_weights_path=str(inception_weights_file))
+        features = [extract_featuresdict_from_input_id(i, extractor, **kwargs)["2048"].double() for i in (1, 2)]
+        kid64 = kid_features_to_metric(*features, **kwargs)[KEY_METRIC_KID_MEAN]
+    assert list(torch_home.rglob("*.pth")) == [], "torch-fidelity downloaded weights despite the explicit path"
+    return {"fid": metrics["frechet_inception_distance"], "kid32": metrics["kernel_inception_distance_mean"],
+            "kid64": kid64}
+
+
+def test_runner_fid_kid_match_torch_fidelity(folders: tuple[Path, Path], inception_weights_file: Path,
+                                             reference: dict[str, float], monkeypatch: pytest.MonkeyPatch) -> None:
+    _forbid_downloads(monkeypatch)
+    with pytest.warns(UserWarning):  # random weights are unverified; 8 samples give a singular covariance
+        fid, kid = evaluate_many(["fid50k", "kid50k"], folders[0], folders[1], detector_weights=inception_weights_file,
+                                 progress=False, batch_size=3)
+    assert abs(reference["fid"]) > 1.0  # a non-trivial value, so the relative comparison means something
+    assert fid.values["fid"] == pytest.approx(reference["fid"], rel=1e-6)
+    assert kid.values["kid"] == pytest.approx(reference["kid64"], rel=1e-6)
+    assert kid.values["kid"] == pytest.approx(reference["kid32"], rel=1e-2)
+    assert fid.num_gen == fid.num_real == kid.num_gen == kid.num_real == NUM
+    assert fid.detector_sha256 == kid.detector_sha256 and len(fid.detector_sha256) == 64
+
+
+def test_cli_fid_matches_torch_fidelity(folders: tuple[Path, Path], inception_weights_file: Path,
+                                        reference: dict[str, float], monkeypatch: pytest.MonkeyPatch) -> None:
+    _forbid_downloads(monkeypatch)
+    result = CliRunner().invoke(main, ["calc", "--metrics", "fid50k,kid50k", "--network", str(folders[0]),
+                                       "--data", str(folders[1]), "--detector-weights", str(inception_weights_file),
+                                       "--json", "--no-progress", "--batch", "5"])
+    assert result.exit_code == 0, result.output
+    fid, kid = json.loads(result.stdout)
+    assert fid["results"]["fid50k"] == pytest.approx(reference["fid"], rel=1e-6)
+    assert kid["results"]["kid50k"] == pytest.approx(reference["kid64"], rel=1e-6)
+    assert list(Path(os.environ["TORCH_HOME"]).rglob("*.pth")) == []
