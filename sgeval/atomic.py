@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from sgmodels.fileio import atomic_temp_path
 
 try:  # POSIX only; used to serialise concurrent appenders.
     import fcntl
@@ -30,37 +31,12 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["append_line", "atomic_open", "atomic_write_bytes", "atomic_write_text"]
 
 
-def _default_file_mode() -> int:
-    """Permission bits a plain `open(path, "w")` would give: 0o666 minus the process umask.
-
-    `tempfile.mkstemp` creates files with 0o600; without this a cache written by one user could not be read by
-    the group that shares it. Read once at import (os.umask has no read-only query).
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _default_file_mode()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename inside `directory` durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on a clean exit it atomically replaces `path`.
+
+    The temporary file, its fsync, the rename, the directory fsync and the umask-honouring permissions come from
+    `sgmodels.fileio.atomic_temp_path` (one implementation for both packages).
 
     Args:
         path: destination file. Its parent directory is created if missing.
@@ -76,22 +52,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open supports mode 'wb' or 'w', got {mode!r}; use append_line() to append")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        text_encoding = (encoding or "utf-8") if mode == "w" else None
-        with os.fdopen(fd, mode, encoding=text_encoding) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
+    text_encoding = (encoding or "utf-8") if mode == "w" else None
+    with atomic_temp_path(path) as temp, open(temp, mode, encoding=text_encoding) as handle:
+        yield handle
+        handle.flush()  # atomic_temp_path fsyncs the closed file before the rename
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -102,46 +102,101 @@ class _Network:
     source: Any  # ImageSource
     snapshot: Path | None  # the sgmodels snapshot file, when the source is one
     metadata: dict[str, Any]  # snapshot metadata ({} otherwise)
+    labels: dict[str, Any] | None = None  # how a conditional generator's labels were chosen (recorded in results)
 
 
-def _open_network(network: Any, device: str) -> _Network:
-    """A generated-image source for a snapshot path, an image folder / zip, a generator object or an ImageSource."""
+def _snapshot_path(network: Any) -> Path | None:
+    """The sgmodels snapshot file when `network` names one, else None (statistics files are refused here)."""
+    from sgeval.sources.sgmodels_adapter import is_sgmodels_snapshot
+
+    if not isinstance(network, (str, os.PathLike)):
+        return None
+    path = Path(network).expanduser()
+    if path.suffix.lower() == ".npz":
+        raise ValueError(f"{path}: statistics files can only be the reference (--data), not the evaluated source")
+    return path if is_sgmodels_snapshot(path) else None
+
+
+def _open_network(network: Any, device: str, snapshot: Path | None, metadata: dict[str, Any],
+                  reals: _RealSides) -> _Network:
+    """A generated-image source for a snapshot path, an image folder / zip, a generator object or an ImageSource.
+
+    A conditional generator (c_dim > 0: read from the snapshot header before loading, or the object's attribute)
+    gets the labels of the reference dataset as its label pool, as the official metrics do.
+    """
     from sgeval.sources import GeneratorSource, ImageSource, StatisticsSource, open_source
-    from sgeval.sources.sgmodels_adapter import is_sgmodels_snapshot, snapshot_metadata
+    from sgeval.sources.sgmodels_adapter import load_sgmodels_source, snapshot_c_dim
 
+    if snapshot is not None:
+        pool, record = _reference_labels(reals, snapshot_c_dim(snapshot), f"snapshot {snapshot}")
+        source = load_sgmodels_source(snapshot, device=device, labels=pool)
+        return _Network(source, snapshot, metadata, record)
     if isinstance(network, (str, os.PathLike)):
-        path = Path(network).expanduser()
-        if path.suffix.lower() == ".npz":
-            raise ValueError(f"{path}: statistics files can only be the reference (--data), not the evaluated source")
-        source = open_source(path, device=device) if is_sgmodels_snapshot(path) else open_source(path)
-        if is_sgmodels_snapshot(path):
-            return _Network(source, path, snapshot_metadata(path))
-        return _Network(source, None, {})
+        return _Network(open_source(Path(network).expanduser()), None, {})
     if isinstance(network, StatisticsSource):
         raise TypeError("statistics can only be the reference side (data), not the evaluated source")
+    if isinstance(network, GeneratorSource):  # labels (or class) chosen by the caller when it was built
+        given = None if network.c_dim == 0 else {"sampled_from": "caller", **network.sampling_args()}
+        return _Network(network, None, {}, given)
     if isinstance(network, ImageSource):
         return _Network(network, None, {})
-    return _Network(GeneratorSource(network), None, {})  # raises TypeError when it is not a generator
+    c_dim = getattr(network, "c_dim", 0)
+    c_dim = int(c_dim) if isinstance(c_dim, (int, float)) else 0  # a non-generator fails in GeneratorSource below
+    pool, record = _reference_labels(reals, c_dim, type(network).__name__)
+    return _Network(GeneratorSource(network, labels=pool), None, {}, record)  # TypeError when not a generator
 
 
-def _recorded_training_set(network: _Network) -> dict[str, Any]:
+def _reference_labels(reals: _RealSides, c_dim: int, what: str) -> tuple[Any, dict[str, Any] | None]:
+    """(label pool, record) for a generator with `c_dim` labels: the reference dataset's labels; (None, None) when
+    unconditional. The pool is every item's label (not only the first num_real), unmirrored when the runner opens
+    the data itself; mirroring duplicates labels, so the sampled distribution is the same either way.
+
+    Raises:
+        ValueError: the generator is conditional but the reference has no labels (statistics file, no dataset.json,
+            or "labels": null); labels that do not fit c_dim are refused by GeneratorSource.
+    """
+    if c_dim <= 0:
+        return None, None
+    reference = reals.get(False)
+    where = reference.describe().get("path", type(reference).__name__)
+    hint = ("pass the labelled training set (an image folder or dataset .zip with dataset.json labels) as the "
+            "reference (--data): each generated image is conditioned on the label of a random real item")
+    if getattr(reference, "kind", None) == "statistics":
+        raise ValueError(f"{what} is class-conditional (c_dim = {c_dim}) but the reference {where} is a statistics "
+                         f"file, which holds no labels; {hint}")
+    labels = getattr(reference, "labels", None)
+    if labels is None:
+        raise ValueError(f"{what} is class-conditional (c_dim = {c_dim}) but the reference {where} has no labels "
+                         f"(no dataset.json, or its labels are null); {hint}")
+    record = {"sampled_from": "reference", "reference": str(where), "num_labels": int(labels.shape[0]),
+              "c_dim": int(c_dim)}
+    return labels, record
+
+
+def _recorded_training_set(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The snapshot's `training_set` metadata as a dict ({} when absent; a bare path becomes {"path": ...})."""
-    recorded = network.metadata.get("training_set")
+    recorded = metadata.get("training_set")
     if isinstance(recorded, (str, os.PathLike)):
         return {"path": str(recorded)}
     return dict(recorded) if isinstance(recorded, Mapping) else {}
 
 
-def _data_location(data: Any, network: _Network) -> Any:
+def _data_location(data: Any, snapshot: Path | None, metadata: Mapping[str, Any]) -> Any:
     """The reference: `data` when given, else the training set recorded in the snapshot (DataNotGivenError if none)."""
     if data is not None:
         return data
-    recorded = _recorded_training_set(network).get("path")
+    recorded = _recorded_training_set(metadata).get("path")
     if recorded:
         return recorded
-    what = f"snapshot {network.snapshot}" if network.snapshot else "the evaluated source"
+    what = f"snapshot {snapshot}" if snapshot else "the evaluated source"
     raise DataNotGivenError(f"no real data: {what} records no training set; pass the reference images or statistics "
                             "with --data (an image folder, a dataset .zip or a statistics .npz)")
+
+
+def _snapshot_metadata(snapshot: Path) -> dict[str, Any]:
+    from sgeval.sources.sgmodels_adapter import snapshot_metadata
+
+    return snapshot_metadata(snapshot)
 
 
 class _RealSides:
@@ -307,10 +362,12 @@ def evaluate_many(
     resolved = [resolve_protocol(name, num_gen, num_real) for name in protocols]
     options = _RunOptions(seed=int(seed), device=str(device), batch_size=int(batch_size), cache=_open_cache(cache),
                           progress=progress)
-    network = _open_network(network_or_source, options.device)
-    reals = _RealSides(_data_location(data, network))
+    snapshot = _snapshot_path(network_or_source)
+    metadata = {} if snapshot is None else _snapshot_metadata(snapshot)
+    reals = _RealSides(_data_location(data, snapshot, metadata))
+    network = _open_network(network_or_source, options.device, snapshot, metadata, reals)
     if data_xflip is None:
-        data_xflip = bool(_recorded_training_set(network).get("xflip", False))
+        data_xflip = bool(_recorded_training_set(metadata).get("xflip", False))
     detectors = {protocol.detector for protocol in resolved}
     results: dict[str, MetricResult] = {}
     for detector in sorted(detectors):
@@ -402,6 +459,7 @@ def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet, extractor
         extra={
             "detector": extractor.provenance(),
             "source": network.source.describe(),
+            "labels": network.labels,
             "data": real_source.describe(),
             "device": options.device,
             "batch_size": options.batch_size,

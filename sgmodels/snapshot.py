@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -36,6 +35,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from sgmodels.fileio import atomic_temp_path
 from sgmodels.registry import build_network, describe_network
 
 FORMAT_NAME = "sgmodels.snapshot"
@@ -166,30 +166,9 @@ def _automatic_metadata() -> dict[str, Any]:
 
 
 def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
-    """Write to a temp file beside `path`, fsync it, then os.replace it over `path` (atomic on POSIX and Windows)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        safetensors.torch.save_file(tensors, temp_name, metadata=header)
-        with open(temp_name, "rb+") as stream:
-            os.fsync(stream.fileno())  # the data must be on disk before the rename makes it visible
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist the rename itself; not possible (nor needed) on every platform."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Write through a fsynced temp file beside `path` renamed over it (sgmodels.fileio; umask permissions)."""
+    with atomic_temp_path(path) as temp:
+        safetensors.torch.save_file(tensors, str(temp), metadata=header)
 
 
 # ----------------------------------------------------------------------------------------------------------------

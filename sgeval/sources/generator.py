@@ -114,6 +114,11 @@ class _LatentSource:
                              "(the real dataset's dataset.json labels, as the official metrics do) or a class_idx")
         pool = np.asarray(pool)
         if pool.ndim == 1:  # integer classes -> one-hot
+            in_range = pool.size > 0 and pool.min() >= 0 and pool.max() < self.c_dim
+            if not np.issubdtype(pool.dtype, np.integer) or not in_range:
+                raise ValueError(f"class labels must be integers in [0, {self.c_dim}) for this generator (c_dim = "
+                                 f"{self.c_dim}), got {pool.dtype} values"
+                                 + (f" in [{pool.min()}, {pool.max()}]" if pool.size else " (none)"))
             pool = np.eye(self.c_dim, dtype=np.float32)[pool.astype(np.int64)]
         if pool.ndim != 2 or pool.shape[1] != self.c_dim or pool.shape[0] < 1:
             raise ValueError(f"labels must be [M, {self.c_dim}] vectors or [M] classes, got shape {pool.shape}")

@@ -16,7 +16,8 @@ import numpy as np
 
 from sgeval.sources.generator import GeneratorSource
 
-__all__ = ["is_sgmodels_snapshot", "load_sgmodels_source", "snapshot_metadata", "snapshot_training_data"]
+__all__ = ["is_sgmodels_snapshot", "load_sgmodels_source", "snapshot_c_dim", "snapshot_metadata",
+           "snapshot_training_data"]
 
 
 def is_sgmodels_snapshot(path: str | os.PathLike[str]) -> bool:
@@ -29,6 +30,22 @@ def snapshot_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     from sgmodels.snapshot import read_snapshot_info
 
     return dict(read_snapshot_info(path).metadata)
+
+
+def snapshot_c_dim(path: str | os.PathLike[str]) -> int:
+    """Label size of the snapshot's evaluated generator (0 = unconditional), read from the header, no tensors.
+
+    Raises:
+        ValueError (sgmodels.snapshot.SnapshotError): not a snapshot, or one without G_ema / G.
+    """
+    from sgmodels.snapshot import EVALUATED_NETWORKS, SnapshotError, read_snapshot_info
+
+    info = read_snapshot_info(path)
+    for name in EVALUATED_NETWORKS:
+        if name in info.networks:
+            return int(info.networks[name].get("init_kwargs", {}).get("c_dim", 0) or 0)
+    raise SnapshotError(f"{path}: no generator in this snapshot (looked for {EVALUATED_NETWORKS}, found "
+                        f"{sorted(info.networks)})")
 
 
 def snapshot_training_data(path: str | os.PathLike[str]) -> str | None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import os
-import secrets
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from sgmodels.data.dataset import (
     read_labels,
 )
 from sgmodels.data.idx import find_idx_images, labels_path_for, read_idx
+from sgmodels.fileio import atomic_write_bytes
 
 CROP_POLICIES = ("center", "pad", "none")
 LABEL_POLICIES = ("auto", "none")
@@ -314,28 +313,16 @@ def _write_zip(
     class_names: list[str] | None, progress: bool,
 ) -> tuple[str, int]:
     """Write the zip atomically; returns (PIL mode, side in pixels) of the images written."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp_name = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     guard = _ShapeGuard()
-    try:
-        # os.open with 0o666 honours the umask (tempfile.mkstemp would leave the final file private).
-        with os.fdopen(os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
-            with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
-                entries = []
-                for index, record in enumerate(tqdm(records, desc=f"writing {out.name}", unit="img",
-                                                    disable=None if progress else True)):
-                    image = fit_image(convert_image(record.load(), record.name, channels), record.name, resolution,
-                                      crop)
-                    guard.check(image, record.name)
-                    _write_member(archive, _archive_name(index), _png_bytes(image))
-                    entries.append([_archive_name(index), record.label])
-                _write_member(archive, LABELS_FILE, _labels_json(entries, class_names))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, out)
-    except BaseException:
-        temp_name.unlink(missing_ok=True)
-        raise
+    with atomic_write_bytes(out) as file, zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+        entries = []
+        for index, record in enumerate(tqdm(records, desc=f"writing {out.name}", unit="img",
+                                            disable=None if progress else True)):
+            image = fit_image(convert_image(record.load(), record.name, channels), record.name, resolution, crop)
+            guard.check(image, record.name)
+            _write_member(archive, _archive_name(index), _png_bytes(image))
+            entries.append([_archive_name(index), record.label])
+        _write_member(archive, LABELS_FILE, _labels_json(entries, class_names))
     mode, size, _name = guard.first
     return mode, size[0]
 

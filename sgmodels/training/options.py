@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
+
+# Re-exported (redundant alias): the training loop imports write_json_atomic from here.
+from sgmodels.fileio import write_json_atomic as write_json_atomic
 
 OPTIONS_FILE = "training_options.json"
 SNAPSHOT_PREFIX = "network-snapshot-"
@@ -145,13 +147,6 @@ def read_options(run_dir: Path) -> TrainOptions:
         raise ValueError(f"{run_dir} is not a training run directory (no {OPTIONS_FILE}); --resume needs a "
                          "snapshot inside a run directory")
     return TrainOptions.from_json(json.loads(path.read_text(encoding="utf-8"))["options"])
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(temp, path)
 
 
 def _conflicts(given: TrainOptions, stored: TrainOptions) -> list[str]:

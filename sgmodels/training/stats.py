@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import torch
 
+from sgmodels.fileio import write_text_atomic
 from sgmodels.training.distributed import gather_objects, sum_across_processes
 
 # Losses shown on the progress line, in order (short name -> statistic).
@@ -114,9 +115,7 @@ class StatsWriter:
                 continue
             if float(record.get("kimg", 0.0)) <= kimg + 1e-9:
                 kept.append(line)
-        temp = self.path.with_name(f".{self.path.name}.tmp")
-        temp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(temp, self.path)
+        write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
 
 
 def format_duration(seconds: float) -> str:

@@ -181,3 +181,83 @@ def test_precision_recall_protocols_run_on_rows(folders: tuple[Path, Path], extr
     expected = precision_recall(gen, real, k=3)
     assert pr.values == {"precision": expected.precision, "recall": expected.recall}
     assert prdc.values["coverage"] == density_coverage(gen, real, k=5).coverage
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Conditional generators: labels of random reference items (metrics_spec.md section 1.2)
+
+
+def _conditional_snapshot(tmp_path: Path) -> Path:
+    """A tiny class-conditional sgmodels generator (c_dim = 3, 16x16, 8 channels) saved as a snapshot."""
+    from sgmodels.presets import build_networks
+    from sgmodels.snapshot import save_snapshot
+
+    torch.manual_seed(0)
+    G, _D, _ = build_networks("stylegan2", "cpu16", resolution=16, c_dim=3, channel_base=64, channel_max=8,
+                              z_dim=8, w_dim=8, map_layers=1)
+    return save_snapshot(tmp_path / "cond.safetensors", {"G_ema": G.eval()})
+
+
+class LabelSpy(TinyGenerator):
+    """TinyGenerator (c_dim = 3) recording every label batch it is called with."""
+
+    def __init__(self) -> None:
+        super().__init__(c_dim=3)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        self.seen.append(c.clone())
+        return super().forward(z, c, **kwargs)
+
+
+def test_conditional_snapshot_gets_reference_labels(tmp_path: Path, extractor: FakeExtractor) -> None:
+    snapshot = _conditional_snapshot(tmp_path)
+    real = write_zip(tmp_path / "real.zip", random_images(12, 16, seed=3), labels=[0, 1, 2, 2] * 3)
+    results = [evaluate("fid50k_full@gen10", snapshot, real, batch_size=batch, cache=False, progress=False)
+               for batch in (3, 10)]
+    assert results[0].values["fid"] == results[1].values["fid"]  # labels and z depend on (seed, item) only
+    labels = results[0].extra["labels"]
+    assert labels == {"sampled_from": "reference", "reference": str(real), "num_labels": 12, "c_dim": 3}
+    assert results[0].extra["source"]["label_pool_sha256"] is not None
+    other_pool = write_zip(tmp_path / "other.zip", random_images(12, 16, seed=3), labels=[1] * 12)
+    changed = evaluate("fid50k_full@gen10", snapshot, other_pool, cache=False, progress=False)
+    assert changed.values["fid"] != results[0].values["fid"]  # same reals, other labels -> other images
+    assert changed.network_fingerprint != results[0].network_fingerprint
+
+
+def test_conditional_generator_object_draws_labels_from_the_reference(tmp_path: Path,
+                                                                       extractor: FakeExtractor) -> None:
+    real = write_zip(tmp_path / "real.zip", random_images(12, 8, seed=3), labels=[0, 2, 2, 2] * 3)
+    spy = LabelSpy()
+    result = evaluate("fid50k_full@gen400", spy, real, batch_size=64, cache=False, progress=False)
+    labels = torch.cat(spy.seen)  # [>= 400, 3]
+    assert torch.equal(labels.sum(1), torch.ones(labels.shape[0]))  # one-hot rows
+    classes = labels.argmax(1).bincount(minlength=3).double() / labels.shape[0]
+    assert classes[1] == 0  # class 1 is absent from the dataset, so never sampled
+    assert classes[0] == pytest.approx(0.25, abs=0.07) and classes[2] == pytest.approx(0.75, abs=0.07)
+    assert result.extra["labels"]["sampled_from"] == "reference"
+
+
+def test_conditional_generator_without_reference_labels_fails_clearly(tmp_path: Path, extractor: FakeExtractor,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    snapshot = _conditional_snapshot(tmp_path)
+    import sgmodels.snapshot
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the generator must not be loaded before the labels are known to exist")
+
+    monkeypatch.setattr(sgmodels.snapshot, "load_snapshot", no_loading)
+    unlabelled = write_zip(tmp_path / "plain.zip", random_images(6, 16, seed=3))
+    with pytest.raises(ValueError, match=r"conditional \(c_dim = 3\).*no labels.*dataset.json"):
+        evaluate("fid50k_full@gen10", snapshot, unlabelled, cache=False, progress=False)
+    stats = tmp_path / "stats.npz"
+    np.savez(stats, mu=np.zeros(9), sigma=np.eye(9))
+    with pytest.raises(ValueError, match="statistics file, which holds no labels"):
+        evaluate("fid50k_full@gen10", snapshot, stats, cache=False, progress=False)
+    with pytest.raises(ValueError, match="no labels"):
+        evaluate("fid50k_full@gen10", LabelSpy(), unlabelled, cache=False, progress=False)
+
+
+def test_unconditional_results_record_no_labels(folders: tuple[Path, Path], extractor: FakeExtractor) -> None:
+    result = evaluate("fid50k_full@gen10", TinyGenerator(), folders[1], cache=False, progress=False)
+    assert result.extra["labels"] is None

@@ -283,3 +283,37 @@ def test_sgmodels_snapshot_source(tmp_path: Path) -> None:
     from sgeval.sources.sgmodels_adapter import snapshot_training_data
 
     assert snapshot_training_data(path) == "/data/x.zip"
+
+
+def test_class_labels_must_fit_c_dim() -> None:
+    G = TinyGenerator(c_dim=3)
+    for bad in (np.array([0, 3]), np.array([-1, 0]), np.array([0.5, 1.0]), np.array([], dtype=np.int64)):
+        with pytest.raises(ValueError, match=r"\[0, 3\)"):
+            GeneratorSource(G, labels=bad)
+    with pytest.raises(ValueError, match=r"\[M, 3\]"):
+        GeneratorSource(G, labels=np.eye(4, dtype=np.float32))  # vectors of the wrong length
+
+
+def _tiny_sgmodels_generator(c_dim: int) -> torch.nn.Module:
+    from sgmodels.presets import build_networks
+
+    torch.manual_seed(0)
+    G, _D, _ = build_networks("stylegan2", "cpu16", resolution=16, c_dim=c_dim, channel_base=64, channel_max=8,
+                              z_dim=8, w_dim=8, map_layers=1)
+    return G.eval()
+
+
+def test_snapshot_c_dim_comes_from_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sgmodels.snapshot
+    from sgeval.sources import sgmodels_adapter
+    from sgmodels.snapshot import save_snapshot
+
+    conditional = save_snapshot(tmp_path / "cond.safetensors", {"G": _tiny_sgmodels_generator(3)})
+    plain = save_snapshot(tmp_path / "plain.safetensors", {"G_ema": _tiny_sgmodels_generator(0)})
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("snapshot_c_dim must not load tensors")
+
+    monkeypatch.setattr(sgmodels.snapshot, "load_snapshot", no_loading)
+    assert sgmodels_adapter.snapshot_c_dim(conditional) == 3
+    assert sgmodels_adapter.snapshot_c_dim(plain) == 0
