@@ -31,3 +31,37 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the packages, tests, benchmarks and this file."""
     _py(session, "-m", "ruff", "check", "sgmodels", "sgeval", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks vs torch-fidelity, clean-fid, the scipy sqrtm route and a brute-force P&R (benchmarks/README.md).
+
+    `nox -s bench` takes a few minutes on 2 cores; `nox -s bench -- --quick` well under a minute; `-- --full` long.
+    Arguments after `--` go to every script; JSON results land in out/bench/.
+    """
+    for script in ("bench_extract", "bench_fid", "bench_pr"):
+        _py(session, "-m", f"benchmarks.{script}", *session.posargs)
+
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Offline demo: Fashion-MNIST at 32x32 -> StyleGAN2 cpu32 on the CPU -> sample grids in out/demo/.
+
+    Needs Debian's `dataset-fashion-mnist` package. `nox -s demo -- stylegan` trains the v1 variant
+    (progressive growing from 8x8) instead; any further arguments go to `sgmodels train` (e.g. --kimg 60).
+    """
+    if not FASHION_MNIST.is_dir():
+        session.error(f"{FASHION_MNIST} is missing: install it with `apt-get install dataset-fashion-mnist`")
+    arch, *train_args = session.posargs or ["stylegan2"]
+    sgmodels = str(VENV_BIN / "sgmodels")
+    data = ROOT / "out" / "demo" / "fmnist32.zip"
+    if not data.exists():
+        session.run(sgmodels, "dataset", "create", str(FASHION_MNIST), str(data), "--resolution", "32", external=True)
+    kimg = {"stylegan2": "120", "stylegan": "120", "traditional": "120"}[arch]
+    session.run(sgmodels, "train", "--arch", arch, "--config", "cpu32", "--data", str(data),
+                "--outdir", str(ROOT / "out" / "demo" / "runs"), "--kimg", kimg, "--tick-kimg", "4", "--snap", "2",
+                "--seed", "0", *train_args, external=True)

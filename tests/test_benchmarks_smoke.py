@@ -1,0 +1,75 @@
+"""Smoke runs of the benchmark scripts at minimal sizes, so that they cannot rot silently.
+
+Each script runs in-process with tiny inputs and must print its table, write its JSON and get its numbers right
+where they can be checked: every FID route agrees with sgeval, the brute-force P&R equals sgeval's values, the
+Inception tools return finite features and the sgeval cache reports a miss then a hit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_extract, bench_fid, bench_pr
+from benchmarks.common import PeakMemory, ratio, time_call
+
+
+def _rows(out: Path, name: str) -> list[dict]:
+    document = json.loads((out / f"{name}.json").read_text())
+    assert document["benchmark"] == name and document["environment"]["torch_threads"] == 1
+    return document["rows"]
+
+
+def test_bench_fid_routes_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = bench_fid.main(["--num", "60", "--dim", "16", "--threads", "1", "--out", str(tmp_path)])
+    assert "| sgeval" in capsys.readouterr().out
+    assert rows == _rows(tmp_path, "bench_fid") and {row["tool"] for row in rows} >= {"sgeval", "clean-fid"}
+    for row in rows:
+        assert row["FID"] > 0.1 and row["|FID - sgeval|"] < 1e-6 * row["FID"] and row["seconds"] > 0
+
+
+def test_bench_pr_matches_brute_force(tmp_path: Path) -> None:
+    rows = bench_pr.main(["--sizes", "40,30", "--dim", "8", "--threads", "1", "--out", str(tmp_path)])
+    assert [row["N"] for row in rows] == [30, 30, 40, 40]  # sorted, sgeval then reference for each N
+    for row in rows:
+        assert row["max |delta|"] == 0.0 and 0.0 <= row["precision"] <= 1.0 and row["seconds"] > 0
+    skipped = bench_pr.main(["--sizes", "30", "--dim", "8", "--ref-max-n", "10", "--threads", "1",
+                             "--out", str(tmp_path)])
+    assert skipped[1]["tool"].startswith("brute force (skipped")
+
+
+def test_bench_extract_tiny(tmp_path: Path) -> None:
+    rows = bench_extract.main(["--num-images", "2", "--size", "8", "--batch", "2", "--threads", "1", "--warmups", "0",
+                               "--tools", "sgeval,torch-fidelity,sgeval-cache", "--out", str(tmp_path)])
+    tools = [row["tool"] for row in _rows(tmp_path, "bench_extract")]
+    assert tools == ["sgeval", "torch-fidelity", "sgeval first run (cache miss)", "sgeval cached (cache hit)"]
+    assert all(row["images/s"] > 0 for row in rows)
+    assert rows[1]["max |delta| / mean|f|"] < 1e-4  # torch-fidelity: same network, same resize, same file
+
+
+def test_bench_extract_torchscript_archive_has_official_layout(tmp_path: Path) -> None:
+    """The archive that clean-fid and sgeval load: `layers` submodule and `return_features` call."""
+    import torch
+
+    weights = bench_extract.save_random_inception(tmp_path / "w.pth", seed=1)
+    archive = bench_extract.build_torchscript_archive(weights, tmp_path / "inception-2015-12-05.pt", image_size=8)
+    with pytest.warns(FutureWarning):  # torch deprecates TorchScript loading; the official detectors need it
+        module = torch.jit.load(str(archive))
+    images = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8)
+    features = module(images, return_features=True)
+    assert features.shape == (1, 2048) and bool(torch.isfinite(features).all())
+    assert module.layers(torch.zeros(1, 3, 299, 299)).shape == (1, 2048)
+
+
+def test_common_helpers() -> None:
+    calls = []
+    seconds, value = time_call(lambda: calls.append(1) or len(calls), repeat=3)
+    assert value == 4 and len(calls) == 4 and seconds >= 0  # one warm-up call, three timed
+    assert ratio(2.0, 4.0) == 0.5 and ratio(1.0, 0.0) is None and ratio(None, 1.0) is None
+    with PeakMemory() as memory:
+        block = b"\x01" * (64 * 2**20)  # written, so 64 MiB resident (a zeroed bytearray may stay virtual)
+    assert memory.peak_mib is None or memory.peak_mib >= 60, memory.peak_mib
+    assert len(block) and not math.isnan(memory.peak_mib or 0.0)
