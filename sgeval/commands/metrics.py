@@ -64,6 +64,9 @@ _OPTIONS = [
                  help="Append results to RUN_DIR/metric-<protocol>.jsonl [default: the folder of a training "
                       "snapshot; nothing for other sources]."),
     click.option("--no-progress", is_flag=True, help="Hide the progress bars."),
+    click.option("--all-snapshots", is_flag=True,
+                 help="When SOURCE is a training run directory, evaluate every snapshot in it (oldest first) "
+                      "instead of only the newest."),
 ]
 
 
@@ -97,11 +100,37 @@ def _warnings_as_lines() -> Iterator[None]:
         yield
 
 
+def _networks(source: str, all_snapshots: bool) -> list[str]:
+    """SOURCE as the list of things to evaluate: a training run directory becomes its newest snapshot (or all of its
+    snapshots); anything else is evaluated as given."""
+    from sgeval.sources.sgmodels_adapter import run_snapshots
+
+    path = Path(source).expanduser()
+    snapshots = run_snapshots(path) if path.is_dir() else []
+    if not snapshots:
+        if all_snapshots:
+            raise click.BadParameter(f"{source} is not a training run directory (no network-snapshot-*.safetensors)",
+                                     param_hint="--all-snapshots")
+        return [source]
+    return [str(snapshot) for snapshot in (snapshots if all_snapshots else snapshots[-1:])]
+
+
 def _run(protocols: list[str], source: str, data: Path | None, **options: Any) -> list[Any]:
-    """Call the runner, turning expected failures into click errors."""
+    """Call the runner for each network SOURCE names, turning expected failures into click errors."""
+    results = []
+    as_json = options.pop("as_json")
+    networks = _networks(source, options.pop("all_snapshots"))
+    for network in networks:
+        if len(networks) > 1 or network != source:
+            click.echo(f"evaluating {network}", err=True)
+        results += _run_one(protocols, network, data, **options)
+    _print(results, as_json, single=len(results) == 1)
+    return results
+
+
+def _run_one(protocols: list[str], source: str, data: Path | None, **options: Any) -> list[Any]:
     from sgeval.runner import evaluate_many
 
-    as_json = options.pop("as_json")
     evaluate_kwargs = {
         "num_gen": options.pop("num_gen"),
         "num_real": options.pop("num_real"),
@@ -124,7 +153,6 @@ def _run(protocols: list[str], source: str, data: Path | None, **options: Any) -
         raise
     except (ValueError, TypeError, OSError) as error:
         raise click.ClickException(str(error)) from None
-    _print(results, as_json, single=len(protocols) == 1)
     return results
 
 
@@ -163,12 +191,14 @@ def _protocol_option(metrics: tuple[str, ...], default: str) -> Callable[..., An
 def fid_command(source: str, protocol: str, data: Path | None, **options: Any) -> None:
     """Fréchet Inception Distance of SOURCE against the reference data.
 
-    SOURCE is an sgmodels snapshot (.safetensors), an image folder or a dataset .zip. Without --data, a training
-    snapshot is compared with the training set it records.
+    SOURCE is an sgmodels snapshot (.safetensors), a training run directory (its newest snapshot, or all of them
+    with --all-snapshots), an image folder or a dataset .zip. Without --data, a training snapshot is compared with
+    the training set it records.
 
     \b
     Examples:
       sgeval fid runs/00000/network-snapshot-000500.safetensors
+      sgeval fid runs/00000 --all-snapshots --num-gen 10k      # FID vs kimg; then `sgeval report runs/00000`
       sgeval fid G.safetensors --data ffhq.zip --num-gen 5k --device cuda
       sgeval fid generated/ --data reference-stats.npz --protocol fid50k --json
     """
@@ -209,7 +239,7 @@ def pr_command(source: str, protocol: str, data: Path | None, **options: Any) ->
 @click.option("--metrics", "metric_list", required=True, metavar="NAMES",
               help="Comma-separated protocols, e.g. fid50k_full,kid50k_full,pr50k3_full (see `sgeval list`).")
 @click.option("--network", "source", required=True, type=click.Path(exists=True),
-              help="Snapshot (.safetensors), image folder or dataset .zip to evaluate.")
+              help="Snapshot (.safetensors), training run directory, image folder or dataset .zip to evaluate.")
 @_evaluation_options
 def calc_command(metric_list: str, source: str, data: Path | None, **options: Any) -> None:
     """Several protocols at once, sharing extracted features (the official calc_metrics.py spelling).

@@ -57,6 +57,20 @@ def snapshot_training_data(path: str | os.PathLike[str]) -> str | None:
     return str(recorded) if recorded else None
 
 
+def run_snapshots(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The `network-snapshot-<kimg>.safetensors` files of an sgmodels training run, oldest first.
+
+    Partially written temporary files of an interrupted save are ignored. Returns [] for a folder without snapshots
+    (e.g. an image folder).
+    """
+    from sgmodels.training.options import SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX, snapshot_kimg
+
+    folder = Path(run_dir)
+    found = [(kimg, path) for path in folder.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_SUFFIX}")
+             if (kimg := snapshot_kimg(path)) is not None]
+    return [path for _, path in sorted(found)]
+
+
 def load_sgmodels_source(
     path: str | os.PathLike[str],  # the .safetensors snapshot
     device: str = "cpu",  # where the generator is built

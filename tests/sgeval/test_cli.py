@@ -107,3 +107,32 @@ def test_list_shows_registries() -> None:
         assert name in result.stdout
     listed = json.loads(_invoke("list", "--json").stdout)
     assert {p["name"] for p in listed["protocols"]} >= {"fid50k_full", "pr50k3"}
+
+
+def test_run_directory_means_newest_snapshot_or_all_of_them(run_dir: tuple[Path, Path],
+                                                            inception_weights_file: Path) -> None:
+    from sgmodels.snapshot import load_snapshot, save_snapshot
+
+    run, first = run_dir
+    old = load_snapshot(first)
+    G = old.networks["G_ema"]
+    with torch.no_grad():
+        for parameter in G.parameters():
+            parameter.add_(0.1)  # a different, later network
+    save_snapshot(run / "network-snapshot-000004.safetensors", {"G_ema": G}, metadata={**old.metadata, "kimg": 4.0})
+    (run / ".network-snapshot-000006.safetensors.tmp").write_bytes(b"interrupted write")
+    common = ["--num-gen", "8", "--num-real", "8", "--detector-weights", inception_weights_file, "--json",
+              "--no-progress"]
+
+    newest = _invoke("fid", run, *common)
+    assert newest.exit_code == 0, newest.output
+    assert json.loads(newest.stdout)["kimg"] == 4.0
+
+    every = _invoke("fid", run, "--all-snapshots", *common)
+    assert every.exit_code == 0, every.output
+    records = json.loads(every.stdout)
+    assert [record["kimg"] for record in records] == [2.0, 4.0]
+    assert records[0]["values"]["fid"] != records[1]["values"]["fid"]
+
+    not_a_run = _invoke("fid", run.parent, "--all-snapshots", *common)
+    assert not_a_run.exit_code == 2 and "not a training run directory" in not_a_run.output
