@@ -34,6 +34,12 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over both packages with the repository's mypy.ini (strict for the metrics, protocols and results)."""
+    _py(session, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"), *(session.posargs or ["sgeval", "sgmodels"]))
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks vs torch-fidelity, clean-fid, the scipy sqrtm route and a brute-force P&R (benchmarks/README.md).
 

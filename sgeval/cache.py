@@ -120,7 +120,7 @@ class FeatureCache:
 
     def entries(self) -> list[CacheEntry]:
         """All complete entries, newest first."""
-        found = []
+        found: list[CacheEntry] = []
         if not self.root.is_dir():
             return found
         for sidecar in self.root.glob("*.json"):

@@ -187,14 +187,15 @@ class FeatureSet:
     @property
     def mean(self) -> np.ndarray | None:
         """float64 mean [D]; None when only rows are stored (compute statistics from `features` then)."""
-        if self.moment_sum is not None:
+        if self.moment_sum is not None and self.num_items is not None:  # validate(): moments always have a count
             return self.moment_sum / self.num_items
         return self.given_mean
 
     @property
     def cov(self) -> np.ndarray | None:
         """float64 covariance [D, D] with divisor N - `cov_ddof`; None when only rows are stored."""
-        if self.moment_sum is not None:
+        # validate(): moment_sum, moment_outer and num_items are set together
+        if self.moment_sum is not None and self.moment_outer is not None and self.num_items is not None:
             mu = self.moment_sum / self.num_items  # [D]
             sigma = self.moment_outer / self.num_items - np.outer(mu, mu)  # [D, D]
             return (sigma + sigma.T) / 2  # exact symmetry despite round-off in the outer products
@@ -216,11 +217,14 @@ class FeatureSet:
             raise ValueError(f"cannot merge feature sets of dimension {self.dim} and {other.dim}")
         if self.given_mean is not None or other.given_mean is not None:
             raise ValueError("cannot merge precomputed statistics (mean/cov without raw moments)")
+        if self.num_items is None or other.num_items is None:
+            raise ValueError("cannot merge feature sets without item counts")
         count = self.num_items + other.num_items
         features = None
         if self.features is not None and other.features is not None:
             features = np.concatenate([self.features, other.features])  # [N1 + N2, D]
-        if self.moment_sum is not None and other.moment_sum is not None:
+        if (self.moment_sum is not None and other.moment_sum is not None
+                and self.moment_outer is not None and other.moment_outer is not None):
             return FeatureSet.from_moments(count, self.moment_sum + other.moment_sum,
                                            self.moment_outer + other.moment_outer, features=features, meta=self.meta)
         if features is None:

@@ -151,7 +151,8 @@ def _builtin_protocols() -> list[Protocol]:
     inception, vgg = "inception-v3-tf", "vgg16-fc2"  # sgeval.features extractors: pool3 2048-d, fc2+ReLU 4096-d
     kid = KIDSettings(num_subsets=100, max_subset_size=1000)
     pr = PrecisionRecallSettings(k=3, distance_dtype="float32")
-    table = [  # name, metric, settings, num_real (None = all), real_xflip, detector, official, reference
+    # name, metric, settings, num_real (None = all), real_xflip, detector, official, reference
+    table: list[tuple[str, str, Any, int | None, RealFlip, str, bool, str]] = [
         ("fid50k_full", "fid", FIDSettings(cov_ddof=0), None, "off", inception, True,
          "stylegan2-ada-pytorch: all reals, no flips; covariance divided by N (raw float64 moments)"),
         ("fid50k", "fid", FIDSettings(cov_ddof=1), 50_000, "dataset", inception, True,

@@ -241,7 +241,7 @@ class _Extracted:
         """The first `count` items (the whole set when it has exactly that many)."""
         if count == self.features.num_items:
             return self.features
-        if self.features.features is None or count > self.features.num_items:
+        if self.features.features is None or self.features.num_items is None or count > self.features.num_items:
             raise RuntimeError(f"internal: cannot cut {count} items from {self.features!r}")  # guarded by _plan
         return FeatureSet.from_features(self.features.features[:count], meta=self.features.meta)
 
@@ -368,7 +368,8 @@ def evaluate_many(
     network = _open_network(network_or_source, options.device, snapshot, metadata, reals)
     if data_xflip is None:
         data_xflip = bool(_recorded_training_set(metadata).get("xflip", False))
-    detectors = {protocol.detector for protocol in resolved}
+    # resolve_protocol rejects protocols without a detector; the filter only tells the type checker
+    detectors = {protocol.detector for protocol in resolved if protocol.detector is not None}
     results: dict[str, MetricResult] = {}
     for detector in sorted(detectors):
         group = [protocol for protocol in resolved if protocol.detector == detector]
@@ -409,12 +410,16 @@ def _build_extractor(detector: str, options: _RunOptions, weights_dir: PathLike 
 def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, reals: _RealSides, data_xflip: bool,
                     options: _RunOptions) -> list[tuple[Protocol, MetricResult]]:
     """Extract each side once for all protocols of one detector, then run every metric."""
-    gen_request, real_requests, plan = _Request(), {}, []
+    gen_request = _Request()
+    real_requests: dict[bool, _Request] = {}  # by real_xflip
+    plan: list[tuple[Protocol, bool, int, int | None]] = []  # protocol, xflip, generated count, real count
     for protocol in group:
         needs_rows = get_metric(protocol.metric).needs == "features"
         xflip = protocol.real_xflip == "dataset" and data_xflip
         real_source = reals.get(xflip)
         gen_count = _side_count(protocol.num_gen, network.source)
+        if gen_count is None:  # _open_network rejects a statistics file as the evaluated source
+            raise RuntimeError("internal: the evaluated source has no item count")
         real_count = _side_count(protocol.num_real, real_source)
         gen_request.counts.add(gen_count)
         gen_request.need_rows |= needs_rows

@@ -106,6 +106,8 @@ class Conv2dLayer(torch.nn.Module):
     [N, in_channels, H, W] -> [N, out_channels, H * up / down, W * up / down] ('same' padding kernel_size // 2).
     """
 
+    resample_filter: torch.Tensor  # buffer: FIR filter [taps, taps] float32 from upfirdn2d.setup_filter
+
     def __init__(
         self,
         in_channels: int,  # Input channels.

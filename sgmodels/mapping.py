@@ -16,6 +16,8 @@ from sgmodels.misc import assert_shape
 class MappingNetwork(torch.nn.Module):
     """MLP from a latent z [N, z_dim] (and a label c [N, c_dim]) to w [N, num_ws, w_dim] (or [N, w_dim])."""
 
+    w_avg: torch.Tensor  # buffer (num_ws and w_avg_beta set): running mean of w [w_dim] float32
+
     def __init__(
         self,
         z_dim: int,  # Input latent (Z) size, 0 = no latent.

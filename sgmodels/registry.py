@@ -34,7 +34,8 @@ def register_network(name: str):
     def decorate(cls: T) -> T:
         if name in _NETWORK_CLASSES and _NETWORK_CLASSES[name] is not cls:
             raise ValueError(f"network name {name!r} registered twice")
-        original_init = cls.__init__
+        target: Any = cls  # typed Any: mypy cannot follow reading and replacing a class's __init__
+        original_init = target.__init__
         signature = inspect.signature(original_init)
 
         @functools.wraps(original_init)
@@ -48,11 +49,11 @@ def register_network(name: str):
                     recorded.update(value)
             _check_json(name, recorded)
             original_init(self, *args, **kwargs)
-            if type(self) is cls:  # a subclass records its own arguments
+            if type(self) is target:  # a subclass records its own arguments
                 self.init_kwargs = recorded
                 self.network_name = name
 
-        cls.__init__ = recording_init
+        target.__init__ = recording_init
         _NETWORK_CLASSES[name] = cls
         return cls
 

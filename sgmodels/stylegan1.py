@@ -252,6 +252,9 @@ class SynthesisLayer(nn.Module):
     3x3 conv, then the blur filter). forward: x [N, in, H, W] (or None for "dense"), w [N, w_dim] -> [N, C, H', W'].
     """
 
+    noise_const: torch.Tensor  # buffer (use_noise only): fixed noise [r, r] float32
+    blur_filter: torch.Tensor | None  # buffer [k, k] float32 for "conv_up" with a blur filter, else None
+
     def __init__(
         self,
         in_channels: int,  # Input feature maps (ignored for "const" and "dense").
@@ -547,6 +550,8 @@ class DiscriminatorBlock(nn.Module):
     Also owns `fromrgb` (1x1 conv + lrelu) used when `res` is the finest active level.
     forward: x [N, C_res, res, res] -> [N, C_{res/2}, res/2, res/2].
     """
+
+    blur_filter: torch.Tensor  # buffer [k, k] float32, non-persistent
 
     def __init__(
         self,

@@ -115,6 +115,9 @@ class SynthesisLayer(torch.nn.Module):
     [N, C_in, r / up, r / up] -> [N, C_out, r, r].
     """
 
+    resample_filter: torch.Tensor  # buffer: FIR filter [taps, taps] float32 from upfirdn2d.setup_filter
+    noise_const: torch.Tensor  # buffer (use_noise only): fixed noise [r, r] float32
+
     def __init__(
         self,
         in_channels: int,  # Input channels.
@@ -197,6 +200,8 @@ class ToRGBLayer(torch.nn.Module):
 class SynthesisBlock(torch.nn.Module):
     """One resolution of the synthesis network: (const | conv0 up) -> conv1 -> (torgb), with skip / resnet paths."""
 
+    resample_filter: torch.Tensor  # buffer: FIR filter [taps, taps] float32 from upfirdn2d.setup_filter
+
     def __init__(
         self,
         in_channels: int,  # Input channels, 0 = the 4x4 block that starts from the learned constant.
@@ -268,6 +273,8 @@ class SynthesisBlock(torch.nn.Module):
 
 class SynthesisNetwork(torch.nn.Module):
     """StyleGAN2 synthesis network g: ws [N, num_ws, w_dim] -> images [N, img_channels, R, R] in about [-1, 1]."""
+
+    lod: torch.Tensor  # buffer (progressive only): scalar level of detail, float32
 
     def __init__(
         self,
@@ -372,6 +379,8 @@ class SynthesisNetwork(torch.nn.Module):
 class DiscriminatorBlock(torch.nn.Module):
     """One resolution of D: (fromrgb) -> conv0 3x3 -> conv1 3x3 down, with skip / resnet paths: r -> r / 2."""
 
+    resample_filter: torch.Tensor  # buffer: FIR filter [taps, taps] float32 from upfirdn2d.setup_filter
+
     def __init__(
         self,
         in_channels: int,  # Input feature channels, 0 = first block (starts from the image).
@@ -469,6 +478,8 @@ class DiscriminatorEpilogue(torch.nn.Module):
 @register_network("stylegan2.Discriminator")
 class Discriminator(torch.nn.Module):
     """StyleGAN2 discriminator: images [N, img_channels, R, R] (and labels [N, c_dim]) -> logits [N, 1]."""
+
+    lod: torch.Tensor  # buffer (progressive only): scalar level of detail, float32
 
     def __init__(
         self,

@@ -51,6 +51,9 @@ def load_vgg16_state_dict(weights: ResolvedWeights) -> torch.nn.Module:
 class VGG16TorchvisionExtractor(FeatureExtractor):
     """"vgg16-fc2" on torchvision weights: uint8 [N, 3, H, W] -> float32 [N, 4096] (recipe in the module docstring)."""
 
+    mean: torch.Tensor  # buffer [1, 3, 1, 1] float32, ImageNet mean in 0..255 units
+    std: torch.Tensor  # buffer [1, 3, 1, 1] float32, ImageNet std in 0..255 units
+
     def __init__(
         self,
         network: torch.nn.Module,  # from load_vgg16_state_dict

@@ -129,7 +129,8 @@ def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric positive semi-definite matrix; round-off negatives clamped to 0."""
     eigenvalues, eigenvectors = np.linalg.eigh(sigma)  # [D], [D, D]
     root = np.sqrt(np.clip(eigenvalues, 0.0, None))  # [D]
-    return (eigenvectors * root) @ eigenvectors.T  # V diag(root) V^T
+    sqrt_sigma: np.ndarray = (eigenvectors * root) @ eigenvectors.T  # [D, D] V diag(root) V^T
+    return sqrt_sigma
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:

@@ -52,7 +52,8 @@ class KIDResult:
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Cubic polynomial kernel (x.y / D + 1)^3 between rows of x [n, D] and y [m, D]; returns [n, m] float64."""
     dim = x.shape[1]
-    return (x.astype(np.float64) @ y.astype(np.float64).T / dim + 1.0) ** 3  # [n, m]
+    kernel: np.ndarray = (x.astype(np.float64) @ y.astype(np.float64).T / dim + 1.0) ** 3  # [n, m]
+    return kernel
 
 
 def unbiased_mmd2(x: np.ndarray, y: np.ndarray) -> float:

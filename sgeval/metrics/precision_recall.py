@@ -149,7 +149,8 @@ def _origin(real: np.ndarray, chunk_rows: int = 8192) -> np.ndarray:
         index = int(distances.argmin())
         if distances[index] < best_distance:
             best_index, best_distance = start + index, float(distances[index])
-    return real[best_index].astype(np.float64)
+    medoid: np.ndarray = real[best_index].astype(np.float64)  # [D]
+    return medoid
 
 
 def _content_ids(arrays: list[np.ndarray], chunk_rows: int = 4096) -> list[np.ndarray]:
@@ -162,7 +163,8 @@ def _content_ids(arrays: list[np.ndarray], chunk_rows: int = 4096) -> list[np.nd
     common = np.result_type(*arrays)
 
     def canonical(rows: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(rows, dtype=common) + common.type(0)  # adding +0 turns -0.0 into 0.0
+        canon: np.ndarray = np.ascontiguousarray(rows, dtype=common) + common.type(0)  # +0 turns -0.0 into 0.0
+        return canon
 
     buckets: dict[int, list[tuple[int, int, int]]] = {}  # hash -> [(id, array index, row index)]
     all_ids, next_id = [], 0

@@ -61,7 +61,7 @@ def latents_for_items(seed: int, indices: Sequence[int], z_dim: int,
     for row, index in enumerate(indices):
         rng = np.random.default_rng([seed, int(index)])
         z[row] = rng.standard_normal(z_dim)
-        if labels is not None:
+        if labels is not None and label_pool is not None:  # labels exist exactly when label_pool does
             labels[row] = label_pool[rng.integers(label_pool.shape[0])]
     return z, labels
 

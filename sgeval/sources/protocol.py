@@ -28,7 +28,11 @@ class ImageSource(Protocol):
 
     kind: str  # "images" (files) or "generator"
     uses_seed: bool  # whether `read` depends on the seed (it then enters cache keys)
-    num_items: int | None  # number of items; None = unbounded (generators)
+
+    @property
+    def num_items(self) -> int | None:
+        """Number of items; None = unbounded (generators). Read-only here, so a plain `int` attribute conforms."""
+        ...
 
     def fingerprint(self) -> str | None:
         """sha256 hex digest of everything that determines the images (content, weights, sampling arguments);
