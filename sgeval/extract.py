@@ -105,7 +105,7 @@ class _Accumulator:
         self.count += features.shape[0]
         if self.rows is not None:
             self.rows.append((start, features.to("cpu", torch.float32)))
-        if self.sum is not None:
+        if self.sum is not None and self.outer is not None:  # both or neither (capture_mean_cov)
             as64 = features.to(self.sum.device, torch.float64)  # [B, D]
             self.sum += as64.sum(dim=0)
             self.outer += as64.T @ as64  # [D, D]
@@ -122,7 +122,7 @@ def _gather(acc: _Accumulator, num_items: int) -> tuple[np.ndarray | None, np.nd
     """Combine the accumulators of all ranks: (rows [N, D] in item order, sum [D], outer [D, D]) as numpy."""
     world = distributed_info()[1]
     rows = total = outer = None
-    if acc.sum is not None:
+    if acc.sum is not None and acc.outer is not None:  # both or neither (capture_mean_cov)
         summed = [acc.sum, acc.outer]
         if world > 1:
             summed = [tensor.to(_comm_device()) for tensor in summed]
@@ -185,9 +185,9 @@ def _cache_lookup(cache: FeatureCache, key: str, capture_all: bool,
     cached = cache.load(key) if distributed_info()[0] == 0 else None
     usable = cached is not None and (cached.has_features or not capture_all)
     keep_stats = cached is not None and cached.has_statistics
-    usable, keep_stats = _from_rank_zero([int(usable), int(keep_stats)])
-    if not usable:
-        return None, capture_mean_cov or bool(keep_stats)
+    usable_all, keep_stats_all = _from_rank_zero([int(usable), int(keep_stats)])
+    if not usable_all:
+        return None, capture_mean_cov or bool(keep_stats_all)
     cached = cached or cache.load(key)
     if cached is None:
         raise RuntimeError(f"rank {distributed_info()[0]} cannot read cache entry {key} that rank 0 found; is the "
@@ -222,6 +222,7 @@ def _run_loop(source: ImageSource, extractor: FeatureExtractor, num_items: int, 
         pending = prefetch.submit(read, batches[0]) if prefetch and batches else None
         for position, (start, stop) in enumerate(batches):
             if prefetch is not None:
+                assert pending is not None  # submitted before the loop and after every batch but the last
                 images = pending.result()
                 if position + 1 < len(batches):
                     pending = prefetch.submit(read, batches[position + 1])
@@ -294,11 +295,12 @@ def extract_features(
     extractor, num_items = _resolve(source, extractor, num_items, batch_size, capture_all, capture_mean_cov, device)
     if isinstance(source, StatisticsSource):
         return source.check_compatible(extractor.identity(), need_features=capture_all)
+    assert num_items is not None  # _resolve returns None only for a StatisticsSource
     fingerprint = source.fingerprint() if cache is not None else None
     fields = {"source": fingerprint, "extractor": extractor.identity(), "num_items": num_items,
               "seed": seed if source.uses_seed else None, "options": dict(options or {})}
     key = cache_key(fields) if fingerprint is not None else None
-    if key is not None:
+    if key is not None and cache is not None:  # key is None whenever cache is
         cached, capture_mean_cov = _cache_lookup(cache, key, capture_all, capture_mean_cov)
         if cached is not None:
             return cached
@@ -313,11 +315,11 @@ def extract_features(
             "num_items": num_items, "seed": seed if source.uses_seed else None, "batch_size": batch_size,
             "world_size": distributed_info()[1], "seconds": round(time.perf_counter() - started, 3),
             "options": dict(options or {})}
-    if total is None:
+    if total is None or outer is None:  # _gather returns both moments or neither
         result = FeatureSet(dim=extractor.feature_dim, num_items=num_items, features=rows, meta=meta)
     else:
         result = FeatureSet.from_moments(num_items, total, outer, features=rows, meta=meta)
-    if key is not None and distributed_info()[0] == 0:
+    if key is not None and cache is not None and distributed_info()[0] == 0:
         cache.store(key, result, fields)
         result.meta["cache"] = {"hit": False, "key": key}
     return result

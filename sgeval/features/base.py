@@ -13,12 +13,14 @@ sha256 of its weights file, and its resize policy version. That identity is part
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from sgeval.features.resize import TORCHSCRIPT_INTERNAL
 from sgeval.weights import ResolvedWeights, WeightsError
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)  # load_state_dict_file returns the module type it was given
 
 __all__ = ["FeatureExtractor", "TorchScriptExtractor", "check_image_batch", "load_state_dict_file", "load_torchscript"]
 
@@ -72,8 +74,8 @@ class FeatureExtractor(torch.nn.Module):
         """Device of the network's first parameter or buffer (CPU if it has none)."""
         for tensor in self.parameters():
             return tensor.device
-        for tensor in self.buffers():
-            return tensor.device
+        for buffer in self.buffers():
+            return buffer.device
         return torch.device("cpu")
 
     def identity(self) -> dict[str, Any]:
@@ -110,11 +112,11 @@ class FeatureExtractor(torch.nn.Module):
 
 
 def load_state_dict_file(
-    network: torch.nn.Module,  # architecture to fill (may live on the meta device when assign=True)
+    network: ModuleT,  # architecture to fill (may live on the meta device when assign=True)
     weights: ResolvedWeights,  # a torch.save'd state dict
     what: str,  # name of the expected layout, for the error message
     assign: bool = False,  # replace the parameters instead of copying into them (meta-device construction)
-) -> torch.nn.Module:
+) -> ModuleT:
     """Load a state dict file strictly into `network`; returns it in eval mode without gradients.
 
     Read with `torch.load(weights_only=True)` (tensors only: no code runs). Floating tensors become float32, the

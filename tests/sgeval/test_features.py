@@ -204,3 +204,19 @@ def test_state_dict_with_wrong_keys_is_a_weights_error(tmp_path: Path) -> None:
     torch.save(he_random_state(torch.nn.Linear(3, 4)), path)
     with pytest.raises(W.WeightsError, match="not the Inception port"):
         build_inception_extractor(_explicit(path, ["inception-tf-port"]))
+
+
+def test_conv_bn_in_place_relu_leaves_input_and_matches_reference() -> None:
+    """ConvBN applies its ReLU in place (speed): the result must equal relu(bn(conv(x))) and x stay untouched."""
+    from sgeval.features.inception import ConvBN
+
+    torch.manual_seed(0)
+    layer = ConvBN(3, 4, 3, padding=1).eval()
+    layer.bn.running_mean.normal_()  # non-trivial statistics so that the ReLU clips about half the values
+    x = torch.randn(2, 3, 8, 8)  # [2, 3, 8, 8]
+    before = x.clone()
+    with torch.no_grad():
+        got = layer(x)  # [2, 4, 8, 8]
+        expected = torch.relu(layer.bn(layer.conv(before)))
+    assert torch.equal(x, before)
+    assert torch.equal(got, expected) and bool((got == 0).any()) and bool((got > 0).any())
