@@ -59,6 +59,7 @@ def demo(session: nox.Session) -> None:
 
     Needs Debian's `dataset-fashion-mnist` package. `nox -s demo -- stylegan` trains the v1 variant
     (progressive growing from 8x8) instead; any further arguments go to `sgmodels train` (e.g. --kimg 60).
+    Ends with a class-coverage check of the final snapshot (benchmarks/class_coverage.py).
     """
     if not FASHION_MNIST.is_dir():
         session.error(f"{FASHION_MNIST} is missing: install it with `apt-get install dataset-fashion-mnist`")
@@ -70,3 +71,7 @@ def demo(session: nox.Session) -> None:
     session.run(sgmodels, "train", "--arch", arch, "--config", "cpu32", "--data", str(data),
                 "--outdir", str(ROOT / "out" / "demo" / "runs"), "--kimg", "120", "--tick-kimg", "4", "--snap", "2",
                 "--seed", "0", *train_args, external=True)
+    runs = sorted((ROOT / "out" / "demo" / "runs").glob(f"*-{data.stem}-{arch}-cpu32*"))
+    snapshots = sorted(runs[-1].glob("network-snapshot-*.safetensors")) if runs else []
+    if snapshots:  # do the samples cover the ten classes? (seconds; FID needs the Inception weights)
+        _py(session, "-m", "benchmarks.class_coverage", str(data), str(snapshots[-1]))

@@ -11,9 +11,12 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
+import torch
 
-from benchmarks import bench_extract, bench_fid, bench_pr
+from benchmarks import bench_extract, bench_fid, bench_pr, class_coverage
 from benchmarks.common import PeakMemory, ratio, time_call
 
 
@@ -73,3 +76,40 @@ def test_common_helpers() -> None:
         block = b"\x01" * (64 * 2**20)  # written, so 64 MiB resident (a zeroed bytearray may stay virtual)
     assert memory.peak_mib is None or memory.peak_mib >= 60, memory.peak_mib
     assert len(block) and not math.isnan(memory.peak_mib or 0.0)
+
+
+class _OneShapeGenerator(torch.nn.Module):
+    """Stands in for G: odd-numbered latents draw the top half bright, even ones the bottom half (or always top)."""
+
+    z_dim = 4
+
+    def __init__(self, alternate: bool) -> None:
+        super().__init__()
+        self.alternate = alternate
+        self.calls = 0
+
+    def forward(self, z: torch.Tensor, c: None, noise_mode: str = "const") -> torch.Tensor:
+        top = torch.arange(self.calls, self.calls + len(z)) % 2 == 0 if self.alternate else torch.ones(len(z)).bool()
+        self.calls += len(z)
+        return torch.stack([_half_image(bool(t), 16) for t in top])
+
+
+def _half_image(top: bool, size: int) -> torch.Tensor:
+    img = -torch.ones([1, size, size])  # [1, R, R] in [-1, 1]
+    (img[:, : size // 2] if top else img[:, size // 2 :]).fill_(1.0)
+    return img
+
+
+def test_class_coverage_on_two_known_classes(tmp_path: Path) -> None:
+    for name, top in (("shirt", True), ("shoe", False)):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            pixels = ((_half_image(top, 16)[0].numpy() + 1) * 127.5).astype(np.uint8)
+            PIL.Image.fromarray(pixels, "L").save(tmp_path / name / f"{i}.png")
+    reals, labels = class_coverage.load_reals(str(tmp_path), num=6, seed=0)
+    assert reals.shape == (6, 64) and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    one_class = class_coverage.class_histogram(_OneShapeGenerator(alternate=False), reals, labels, num=300, seed=0)
+    both = class_coverage.class_histogram(_OneShapeGenerator(alternate=True), reals, labels, num=300, seed=0)
+    shirt = labels[0] if reals[0, 0] > 0 else 1 - labels[0]  # the class whose images are bright on top
+    assert one_class[shirt] == 1.0 and class_coverage.normalised_entropy(one_class) == 0.0
+    assert both.tolist() == [0.5, 0.5] and class_coverage.normalised_entropy(both) == pytest.approx(1.0)
