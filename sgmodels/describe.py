@@ -150,7 +150,7 @@ def summarize_networks(networks: Mapping[str, torch.nn.Module], source: Mapping[
 
 
 def _totals(summaries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, summary in summaries.items():
         if summary["role"] == "generator":
             rows.extend({"network": name, "part": part, "params": params} for part, params in summary["parts"].items())

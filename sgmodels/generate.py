@@ -11,6 +11,7 @@ same images.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -84,10 +85,9 @@ def _inputs(
 
 
 def _device_of(G: torch.nn.Module) -> torch.device:
-    tensor = next(iter(G.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(G.buffers()), torch.zeros(0))
-    return tensor.device
+    for tensor in itertools.chain(G.parameters(), G.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 @torch.no_grad()

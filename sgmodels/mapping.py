@@ -117,8 +117,9 @@ class MappingNetwork(torch.nn.Module):
 
     def truncate(self, ws: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
         """Truncation trick: w' = w_avg + psi * (w - w_avg) on layers < cutoff (None = all); ws [N, num_ws, w_dim]."""
-        if self.w_avg_beta is None:
-            raise ValueError("truncation needs w_avg, but this mapping network was built with w_avg_beta=None")
+        if self.w_avg_beta is None or self.num_ws is None:
+            raise ValueError("truncation needs w_avg, but this mapping network was built with "
+                             f"w_avg_beta={self.w_avg_beta} and num_ws={self.num_ws} (both must be set)")
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         if cutoff is not None and not 0 <= cutoff <= self.num_ws:
             raise ValueError(f"truncation_cutoff must be None or in [0, {self.num_ws}], got {cutoff}")

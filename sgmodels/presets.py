@@ -181,7 +181,7 @@ def _cpu_presets() -> list[Preset]:
     sizes = {16: (64, 2), 32: (128, 2), 64: (128, 4)}  # resolution -> (z_dim = w_dim, mapping layers)
     for resolution, (latent, layers) in sizes.items():
         batch = 32
-        small = dict(resolution=resolution, z_dim=latent, w_dim=latent, channel_base=32 * resolution,
+        small: dict[str, Any] = dict(resolution=resolution, z_dim=latent, w_dim=latent, channel_base=32 * resolution,
                      channel_max=64)
         auto = _training(batch=batch, r1_gamma=0.0002 * resolution**2 / batch, ema_kimg=batch * 10 / 32,
                          ema_rampup=0.05, total_kimg=1000)

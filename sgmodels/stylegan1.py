@@ -281,11 +281,10 @@ class SynthesisLayer(nn.Module):
         elif kind in ("conv", "conv_up"):
             self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
             self.weight_gain = ACT_GAIN / math.sqrt(in_channels * 9)
+        self.noise_strength: nn.Parameter | None = None
         if use_noise:
             self.noise_strength = nn.Parameter(torch.zeros([out_channels]))
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
-        else:
-            self.noise_strength = None
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.affine = DenseV1(w_dim, 2 * out_channels, gain=1.0) if use_styles else None
         if blur_filter is not None and kind == "conv_up":
@@ -306,11 +305,13 @@ class SynthesisLayer(nn.Module):
         return x
 
     def _input_op(self, x: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor:
-        if self.kind == "const":
-            return x
         if self.kind == "dense":
             x = w.matmul((self.weight * self.weight_gain).t())  # [N, C * H * W]
             return x.reshape(-1, self.out_channels, self.resolution, self.resolution)  # [N, C, H, W]
+        if x is None:
+            raise ValueError(f"a {self.kind!r} synthesis layer needs its input features x")
+        if self.kind == "const":
+            return x
         x = _resample_conv(x, self.weight * self.weight_gain, self.kind == "conv_up", False, self.fused)
         return blur2d(x, self.blur_filter)  # [N, C, H, W]
 
@@ -498,14 +499,16 @@ class SynthesisNetwork(nn.Module):
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         if not ws.is_floating_point():
             raise TypeError(f"ws must be a float tensor, got {ws.dtype}")
-        ws = ws.to(self.b4.conv1.weight.dtype)
+        ws = ws.to(self.blocks()[0].conv1.weight.dtype)
         levels = self.lod_levels()
         x: torch.Tensor | None = None
         coarser_img: torch.Tensor | None = None
         for block in self.blocks()[: levels.top_log2 - 1]:
             if levels.fading and block.res == 2**levels.top_log2:
+                assert x is not None  # fading happens above 4x4, so the block below has run
                 coarser_img = upscale2d(self._torgb(block.res // 2, x), 2)  # [N, C_img, res, res]
             x = block(x, ws, noise_mode)  # [N, C, res, res]
+        assert x is not None  # the 4x4 block always runs
         img = self._torgb(2**levels.top_log2, x)  # [N, C_img, res, res]
         if coarser_img is not None:
             img = lerp(img, coarser_img, levels.alpha)
@@ -690,11 +693,11 @@ class Discriminator(nn.Module):
                 if lower < res:
                     x = self._block(lower)(x)  # [N, C', lower/2, lower/2]
         x = self.b4(x)  # [N, max(c_dim, 1)]
-        if self.c_dim > 0:
+        if c is not None:  # conditional (c_dim > 0): _check_labels returned the labels
             x = (x * c.to(x.dtype)).sum(dim=1, keepdim=True)  # [N, 1]
         return x
 
-    def _block(self, res: int) -> nn.Module:
+    def _block(self, res: int) -> DiscriminatorBlock | DiscriminatorEpilogue:
         return getattr(self, f"b{res}")
 
     def _check_labels(self, c: torch.Tensor | None, batch: int) -> torch.Tensor | None:

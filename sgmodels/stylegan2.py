@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -221,8 +222,9 @@ class SynthesisBlock(torch.nn.Module):
         self.resolution = resolution
         self.architecture = architecture
         self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter)))
-        layer_kwargs = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise, resample_filter=resample_filter,
-                            conv_clamp=conv_clamp, demodulate=demodulate)
+        layer_kwargs: dict[str, Any] = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise,
+                                            resample_filter=resample_filter, conv_clamp=conv_clamp,
+                                            demodulate=demodulate)
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
@@ -343,6 +345,7 @@ class SynthesisNetwork(torch.nn.Module):
         x = img = None
         for res, block_ws in zip(self.block_resolutions, self._block_ws(ws), strict=True):
             x, img = getattr(self, f"b{res}")(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+        assert img is not None  # the last block always has a ToRGB
         return img
 
     def _forward_progressive(self, ws: torch.Tensor, noise_mode: str, fused_modconv: bool) -> torch.Tensor:
@@ -364,6 +367,7 @@ class SynthesisNetwork(torch.nn.Module):
             else:
                 t = min(max(lod - block_lod, 0.0), 1.0)
                 img = torch.lerp(rgb, F.interpolate(img, scale_factor=2, mode="nearest"), t)
+        assert img is not None  # the 4x4 block always runs
         factor = self.img_resolution // img.shape[-1]
         return img if factor == 1 else F.interpolate(img, scale_factor=factor, mode="nearest")
 
@@ -416,6 +420,8 @@ class DiscriminatorBlock(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x [N, C_in, r, r] or None, img [N, img_channels, r, r] or None -> (x [N, C_out, r/2, r/2], img or None)."""
         if x is None or self.architecture == "skip":
+            if img is None:
+                raise ValueError(f"discriminator block {self.resolution}x{self.resolution} reads the image: pass img")
             assert_shape(img, [None, self.img_channels, self.resolution, self.resolution], "img")
             y = self.fromrgb(img)  # [N, C_tmp, r, r]
             x = y if x is None else x + y
@@ -463,6 +469,8 @@ class DiscriminatorEpilogue(torch.nn.Module):
         if img is not None and hasattr(self, "fromrgb"):
             y = self.fromrgb(img)  # [N, C, 4, 4]
             x = y if x is None else x + y
+        if x is None:
+            raise ValueError("the discriminator epilogue needs features x or an image img (with fromrgb)")
         assert_shape(x, [None, self.in_channels, self.resolution, self.resolution], "epilogue input")
         if self.mbstd is not None:
             x = self.mbstd(x)  # [N, C + mbstd_num_channels, 4, 4]
@@ -470,6 +478,8 @@ class DiscriminatorEpilogue(torch.nn.Module):
         x = self.fc(x.flatten(1))  # [N, C]
         x = self.out(x)  # [N, 1] or [N, cmap_dim]
         if self.cmap_dim > 0:
+            if cmap is None:
+                raise ValueError(f"this discriminator epilogue is conditional: pass cmap [N, {self.cmap_dim}]")
             # Projection discriminator (Miyato & Koyama 2018): inner product with the embedded label.
             x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))  # [N, 1]
         return x
@@ -515,7 +525,7 @@ class Discriminator(torch.nn.Module):
             cmap_dim = channels[4]
         self.cmap_dim = cmap_dim
 
-        common = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
+        common: dict[str, Any] = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
         for res in self.block_resolutions:
             first = res == img_resolution
             block = DiscriminatorBlock(0 if first else channels[res], channels[res], channels[res // 2], resolution=res,

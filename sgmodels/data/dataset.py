@@ -133,7 +133,7 @@ def _single_top_folder(names: list[str]) -> str:
     tops = {name.split("/", 1)[0] if "/" in name else None for name in names}
     if len(tops) == 1 and None not in tops:
         top = tops.pop()
-        if not re.fullmatch(r"\d{5}", top):  # an official zip with < 1000 images has only 00000/
+        if top is not None and not re.fullmatch(r"\d{5}", top):  # an official zip with < 1000 images has only 00000/
             return f"{top}/"
     return ""
 
@@ -388,7 +388,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def get_label(self, idx: int) -> np.ndarray:
         """float32 [label_dim] label of item `idx`: one-hot for class indices, the attribute vector, or []."""
         label = np.zeros(self._label_dim, dtype=np.float32)
-        if self._label_dim == 0:
+        if self._label_dim == 0 or self._raw_labels is None:
             return label
         raw = self._raw_labels[self._raw_idx[idx]]
         if self._raw_labels.ndim == 1:
@@ -435,7 +435,7 @@ class ImageDataset(torch.utils.data.Dataset):
     @property
     def has_onehot_labels(self) -> bool:
         """Whether labels are class indices (one-hot vectors) rather than attribute vectors."""
-        return self.has_labels and self._raw_labels.ndim == 1
+        return self.has_labels and self._raw_labels is not None and self._raw_labels.ndim == 1
 
     @property
     def class_names(self) -> list[str] | None:
@@ -444,7 +444,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def raw_class_indices(self) -> np.ndarray | None:
         """int64 [len] class index of every item (mirrored copies included), or None without class labels."""
-        return self._raw_labels[self._raw_idx] if self.has_onehot_labels else None
+        if self._raw_labels is None or not self.has_onehot_labels:
+            return None
+        return self._raw_labels[self._raw_idx]
 
     def close(self) -> None:
         """Close the zip handle (it re-opens on the next read)."""

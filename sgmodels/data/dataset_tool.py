@@ -323,6 +323,8 @@ def _write_zip(
             _write_member(archive, _archive_name(index), _png_bytes(image))
             entries.append([_archive_name(index), record.label])
         _write_member(archive, LABELS_FILE, _labels_json(entries, class_names))
+        if guard.first is None:  # callers reject empty sources first; never leave an empty zip behind
+            raise ValueError(f"{out}: no images to write")
     mode, size, _name = guard.first
     return mode, size[0]
 

@@ -30,28 +30,28 @@ def setup_filter(
     """Return a float32 FIR filter tensor: [taps] (separable) or [taps_y, taps_x] (2D)."""
     if f is None:
         f = 1
-    f = torch.as_tensor(f, dtype=torch.float32, device="cpu")  # validated on the CPU, then moved
-    if f.ndim == 0:
-        f = f[None]
-    if f.ndim not in (1, 2) or f.numel() == 0:
-        raise ValueError(f"a FIR filter must be a non-empty 1D or 2D array, got shape {list(f.shape)}")
-    if not torch.isfinite(f).all():
+    taps = torch.as_tensor(f, dtype=torch.float32, device="cpu")  # validated on the CPU, then moved
+    if taps.ndim == 0:
+        taps = taps[None]
+    if taps.ndim not in (1, 2) or taps.numel() == 0:
+        raise ValueError(f"a FIR filter must be a non-empty 1D or 2D array, got shape {list(taps.shape)}")
+    if not torch.isfinite(taps).all():
         raise ValueError("a FIR filter must contain only finite values")
     if separable is None:
-        separable = f.ndim == 1 and f.numel() >= 8
-    if f.ndim == 1 and not separable:
-        f = torch.outer(f, f)  # [taps, taps]
-    if separable and f.ndim != 1:
+        separable = taps.ndim == 1 and taps.numel() >= 8
+    if taps.ndim == 1 and not separable:
+        taps = torch.outer(taps, taps)  # [taps, taps]
+    if separable and taps.ndim != 1:
         raise ValueError("separable=True needs a 1D filter")
     if normalize:
-        total = f.sum()
+        total = taps.sum()
         if total == 0:
             raise ValueError("cannot normalise a FIR filter whose taps sum to 0; pass normalize=False")
-        f = f / total
+        taps = taps / total
     if flip_filter:
-        f = f.flip(list(range(f.ndim)))
-    f = f * (gain ** (f.ndim / 2))
-    return f.to(device=device)
+        taps = taps.flip(list(range(taps.ndim)))
+    taps = taps * (gain ** (taps.ndim / 2))
+    return taps.to(device=device)
 
 
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
@@ -61,7 +61,7 @@ def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
     pair = tuple(int(v) for v in value)
     if len(pair) != 2 or min(pair) < 1:
         raise ValueError(f"{what} must be a positive int or an (x, y) pair of positive ints, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 def parse_padding(padding: Padding) -> tuple[int, int, int, int]:

@@ -3,6 +3,7 @@ image grids written with every snapshot (reals.png, fakes<kimg>.png)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,12 +145,14 @@ class BatchSource:
         self.loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=chunk, num_workers=workers,
                                                   pin_memory=ctx.device.type == "cuda", generator=generator,
                                                   **loader_kwargs)
-        self._iterator = iter(self.loader)
+        self._iterator: Iterator[Any] | None = iter(self.loader)
 
     def next_batch(self, num: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(images uint8 [num, C, H, W], labels float32 [num, c_dim]) on the device; num a multiple of chunk."""
         if num % self.chunk:
             raise ValueError(f"minibatch {num} is not a multiple of the loader chunk {self.chunk}")
+        if self._iterator is None:
+            raise RuntimeError("this batch source is closed")
         parts = [next(self._iterator) for _ in range(num // self.chunk)]
         images = torch.cat([p[0] for p in parts]).to(self.device, non_blocking=True)  # [num, C, H, W]
         labels = torch.cat([p[1] for p in parts]).to(self.device, non_blocking=True)  # [num, c_dim]

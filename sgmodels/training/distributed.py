@@ -106,16 +106,16 @@ def average_gradients(module: torch.nn.Module) -> None:
     One flat all-reduce per call. NaN becomes 0 and +-inf becomes +-1e5, as in the official loop, so one bad
     minibatch cannot poison the Adam moments.
     """
-    params = [param for param in module.parameters() if param.grad is not None]
-    if not params:
+    grads = [param.grad for param in module.parameters() if param.grad is not None]
+    if not grads:
         return
-    flat = torch.cat([param.grad.flatten() for param in params])  # [P]
+    flat = torch.cat([grad.flatten() for grad in grads])  # [P]
     if _active():
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= dist.get_world_size()
     torch.nan_to_num(flat, nan=0.0, posinf=1e5, neginf=-1e5, out=flat)
-    for param, grad in zip(params, flat.split([param.numel() for param in params]), strict=True):
-        param.grad = grad.reshape(param.shape)
+    for grad, averaged in zip(grads, flat.split([grad.numel() for grad in grads]), strict=True):
+        grad.copy_(averaged.reshape(grad.shape))
 
 
 def average_running_buffers(module: torch.nn.Module, suffix: str = "_avg") -> None:

@@ -17,7 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -94,14 +94,34 @@ class Session:
     data: BatchSource | None  # real minibatches (created after a resume restored the sampler position)
     batch_gpu: int  # samples per process and forward pass
     total_nimg: int  # stop after this many images
+    seed: int  # options.seed, tick_kimg and snap with plan_run's defaults filled in
+    tick_kimg: float
+    snap: int
     hook: MetricHook | None  # metric evaluation after each snapshot
+    collector: StatsCollector  # per-tick statistics of this process
+    printer: ProgressPrinter  # progress lines (silent off rank 0)
     counters: TrainingCounters = field(default_factory=TrainingCounters)
-    collector: StatsCollector | None = None
-    printer: ProgressPrinter | None = None
-    writer: StatsWriter | None = None
+    writer: StatsWriter | None = None  # stats.jsonl (rank 0 only)
     start_time: float = field(default_factory=time.time)
     tick_start_time: float = field(default_factory=time.time)
     maintenance_sec: float = 0.0  # seconds of the last snapshot/evaluation (not counted as training time)
+
+    @property
+    def batches(self) -> BatchSource:
+        """The real-image source (setup_session opens it once the sampler position is known)."""
+        if self.data is None:
+            raise RuntimeError("the training data is not open yet: build sessions with setup_session()")
+        return self.data
+
+
+_T = TypeVar("_T")
+
+
+def _filled(value: _T | None, name: str) -> _T:
+    """A TrainOptions field that plan_run fills with its default (None here is a bug, not user input)."""
+    if value is None:
+        raise RuntimeError(f"option {name!r} was not filled in by plan_run")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -151,7 +171,7 @@ def setup_session(options: TrainOptions, ctx: DistributedContext) -> Session:
     data pipeline, restore a snapshot when resuming, and create the run directory (rank 0)."""
     plan = _plan_on_rank0(options, ctx)
     options = plan.options
-    seed = int(options.seed)  # plan_run filled in the default
+    seed = _filled(options.seed, "seed")
     images = TrainingImages.open(options, seed, ctx.device)
     hook = resolve_metric_hook(options.metrics, options.metric_hook)
     seed_everything(seed)  # identical initial weights in every process (also broadcast below)
@@ -164,7 +184,9 @@ def setup_session(options: TrainOptions, ctx: DistributedContext) -> Session:
     session = Session(
         options=options, ctx=ctx, run_dir=Path(), images=images, G=built.G, D=built.D, G_ema=G_ema, loss=loss,
         phases=phases, optimizers=optimizers, schedule=built.schedule, training=built.training, data=None,
-        batch_gpu=built.batch_gpu, total_nimg=int(round(built.total_kimg * 1000)), hook=hook,
+        batch_gpu=built.batch_gpu, total_nimg=int(round(built.total_kimg * 1000)), seed=seed,
+        tick_kimg=_filled(options.tick_kimg, "tick_kimg"), snap=_filled(options.snap, "snap"), hook=hook,
+        collector=StatsCollector(ctx.device), printer=ProgressPrinter(enabled=options.progress and ctx.is_main),
     )
     if plan.snapshot is not None:
         restore_session(session, plan.snapshot)
@@ -183,8 +205,6 @@ def _open_run_dir(session: Session, plan: RunPlan) -> None:
     if ctx.is_main and run_dir is None:
         run_dir = new_run_dir(Path(session.options.outdir), run_description(session.options))
     session.run_dir = Path(broadcast_object(str(run_dir)))
-    session.collector = StatsCollector(ctx.device)
-    session.printer = ProgressPrinter(enabled=session.options.progress and ctx.is_main)
     if not ctx.is_main:
         return
     session.writer = StatsWriter(session.run_dir / "stats.jsonl")
@@ -224,8 +244,7 @@ def restore_session(session: Session, snapshot_path: Path) -> None:
     if restored.rng is not None:
         restore_rng(*restored.rng)
     else:  # a different number of processes: exact continuation is impossible, keep it reproducible
-        seed = int(session.options.seed)
-        seed_everything(seed * session.ctx.world_size + session.ctx.rank + session.counters.cur_nimg)
+        seed_everything(session.seed * session.ctx.world_size + session.ctx.rank + session.counters.cur_nimg)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -238,18 +257,18 @@ def run_session(session: Session) -> None:
     while True:
         training_step(session)
         done = session.counters.cur_nimg >= session.total_nimg
-        tick_nimg = session.options.tick_kimg * 1000
+        tick_nimg = session.tick_kimg * 1000
         if not done and session.counters.cur_nimg < session.counters.tick_start_nimg + tick_nimg:
             _live_progress(session)
             continue
         end_tick(session)
-        if done or session.counters.cur_tick % session.options.snap == 0:
+        if done or session.counters.cur_tick % session.snap == 0:
             maintenance_start = time.time()
             snapshot_and_evaluate(session)
             session.maintenance_sec = time.time() - maintenance_start
         if done:
             break
-    session.data.close()
+    session.batches.close()
 
 
 def training_step(session: Session) -> None:
@@ -262,7 +281,7 @@ def training_step(session: Session) -> None:
     for module in (session.G, session.D):
         set_lod(module, sched.lod)
     local_batch = sched.batch // ctx.world_size
-    real_img, real_c = session.data.next_batch(local_batch)  # [n, C, H, W] uint8, [n, c_dim]
+    real_img, real_c = session.batches.next_batch(local_batch)  # [n, C, H, W] uint8, [n, c_dim]
     real_img = reals_at_lod(real_img.to(torch.float32) / 127.5 - 1, sched.lod)  # [n, C, H, W] in [-1, 1]
     num_layers = mixing_layers(session.G.num_ws, sched.lod) if session.loss.is_style_based else None
     batch_gpu = min(session.batch_gpu, local_batch)
@@ -300,7 +319,7 @@ def _run_phase(session: Session, phase: Phase, real_img: torch.Tensor, real_c: t
 
 
 def _live_progress(session: Session) -> None:
-    if session.printer is None or not session.printer.live:
+    if not session.printer.live:
         return
     elapsed = time.time() - session.tick_start_time
     done_kimg = (session.counters.cur_nimg - session.counters.tick_start_nimg) / 1000
@@ -322,7 +341,7 @@ def end_tick(session: Session) -> None:
     tick_kimg = (counters.cur_nimg - counters.tick_start_nimg) / 1000
     sec_per_kimg = tick_sec / tick_kimg if tick_kimg > 0 else math.nan
     counters.cur_tick += 1
-    if session.ctx.is_main:
+    if session.writer is not None:  # rank 0
         sched = session.schedule.at(max(counters.cur_nimg - 1, 0), session.ctx.world_size)
         record = {
             "tick": counters.cur_tick, "kimg": counters.cur_nimg / 1000, "lod": counters.prev_lod,
@@ -355,7 +374,7 @@ def snapshot_and_evaluate(session: Session) -> Path | None:
     path = None
     if session.ctx.is_main:
         path = write_snapshot(session, rng_all)
-        fakes = session.run_dir / snapshot_name(session.counters.cur_nimg, session.options.tick_kimg, "fakes", ".png")
+        fakes = session.run_dir / snapshot_name(session.counters.cur_nimg, session.tick_kimg, "fakes", ".png")
         session.images.save_fakes_grid(session.G_ema, fakes, session.batch_gpu)
         evaluate_snapshot(session, path)
     restore_rng(*rng_state)
@@ -376,7 +395,7 @@ def write_snapshot(session: Session, rng_all: list[tuple[dict[str, torch.Tensor]
         "training_options": session.options.to_json(),
         "training_state": state,
     }
-    path = session.run_dir / snapshot_name(counters.cur_nimg, session.options.tick_kimg)
+    path = session.run_dir / snapshot_name(counters.cur_nimg, session.tick_kimg)
     save_snapshot(path, {"G": session.G, "D": session.D, "G_ema": session.G_ema}, metadata, tensors)
     return path
 

@@ -263,6 +263,8 @@ class GANLoss:
                        stats: dict[str, torch.Tensor]) -> None:
         batch = max(z.shape[0] // self.config.pl_batch_shrink, 1)
         gen_img, ws = self.run_G(z[:batch], c[:batch], num_layers)
+        if ws is None:
+            raise ValueError("path-length regularisation needs a style-based generator (w); set pl_weight=0")
         lengths = path_lengths(gen_img, ws, path_length_noise(gen_img))  # [n]
         local_mean = lengths.mean()
         # Value: the running mean updated with the batch mean of all processes (identical everywhere); gradient:

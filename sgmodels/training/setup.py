@@ -114,7 +114,7 @@ def loss_config_from(training: dict[str, Any]) -> LossConfig:
     if training["loss"] not in _LOSS_KINDS:
         raise ValueError(f"unknown loss {training['loss']!r}; known: {', '.join(_LOSS_KINDS)}")
     kind = _LOSS_KINDS[training["loss"]]
-    common = {"kind": kind, "style_mixing_prob": float(training["style_mixing_prob"])}
+    common: dict[str, Any] = {"kind": kind, "style_mixing_prob": float(training["style_mixing_prob"])}
     if kind == "wgangp":
         return LossConfig(**common, r1_gamma=0.0, pl_weight=0.0, wgan_lambda=float(training["r1_gamma"]))
     return LossConfig(**common, r1_gamma=float(training["r1_gamma"]), pl_weight=float(training["pl_weight"]),
