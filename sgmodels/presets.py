@@ -106,7 +106,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "ema_kimg": 10.0,  # Half-life of G_ema in thousands of images.
     "ema_rampup": None,  # ADA ramp-up ratio of the EMA half-life; None = off.
     "total_kimg": 25000,  # Length of training in thousands of real images.
-    "minibatch_repeats": 4,  # TF: minibatches per data fetch / schedule update.
+    "minibatch_repeats": 4,  # TF: minibatches between schedule updates; recorded only (sgmodels updates every step).
     "progressive": None,  # None, or kwargs of sgmodels.training.schedule.ProgressiveSchedule (minus img_resolution).
 }
 

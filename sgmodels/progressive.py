@@ -77,7 +77,7 @@ def register_lod(module: torch.nn.Module) -> None:
 
 def read_lod(module: torch.nn.Module) -> float:
     """Current value of `module.lod` as a Python float (a host sync on GPU, once per forward)."""
-    return float(module.lod)
+    return float(module.get_buffer("lod"))
 
 
 def set_lod(module: torch.nn.Module, lod: float) -> int:
