@@ -91,14 +91,14 @@ def test_stylegan2_table1_training_switches() -> None:
 
 @pytest.mark.parametrize("resolution", [16, 32, 64])
 def test_cpu_presets_training_values(resolution: int) -> None:
-    """StyleGAN2 CPU presets: ADA 'auto' R1 gamma; v1 and traditional keep v1's gamma 10 and lr 0.001 (not 'auto',
-    which let the v1 discriminator win on Fashion-MNIST)."""
+    """StyleGAN2 CPU presets: ADA 'auto' R1 gamma; v1 and traditional: lr 0.001 and a strong R1 (gamma 3 for v1,
+    chosen on Fashion-MNIST; 10 for traditional as config B), not 'auto', which let the v1 discriminator win."""
     config = f"cpu{resolution}"
     v2 = network_descriptions("stylegan2", config)[2]
     assert v2["r1_gamma"] == pytest.approx(0.0002 * resolution**2 / 32) and v2["progressive"] is None
-    for arch in ("stylegan", "traditional"):
+    for arch, gamma in (("stylegan", 3.0), ("traditional", 10.0)):
         training = network_descriptions(arch, config)[2]
-        assert training["r1_gamma"] == 10.0 and training["d_reg_interval"] is None
+        assert training["r1_gamma"] == gamma and training["d_reg_interval"] is None
         assert training["lr"] == 0.001 and training["progressive"]["lr_base"] == 0.001
         assert (training["progressive"]["training_kimg"], training["progressive"]["transition_kimg"]) == (20, 20)
 
