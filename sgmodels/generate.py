@@ -2,10 +2,11 @@
 
 Latents follow the official `gen_images.py` / `style_mixing.py` of NVlabs: the latent of seed `s` is
 `np.random.RandomState(s).randn(z_dim)` (float64 drawn, then cast to float32), so a seed names the same z as in the
-official tools and the same image for the same weights. Images are generated in batches; with the default
-`noise_mode="const"` the result does not depend on the batch size. With `noise_mode="random"` the noise of each
-batch is drawn from a torch generator seeded with the batch's first seed, so the same seeds and batch size give the
-same images.
+official tools and the same image for the same weights. Images are generated in batches. The same seeds and batch
+size give bit-identical images. With the default `noise_mode="const"` another batch size gives the same images up
+to float rounding: CPU and GPU kernels block their sums by batch size, so the last bits of the float output differ
+and a value on a quantisation boundary can land one uint8 level apart. With `noise_mode="random"` the noise of
+each batch is drawn from a torch generator seeded with the batch's first seed.
 """
 
 from __future__ import annotations

@@ -37,6 +37,19 @@ def _png(path: Path) -> np.ndarray:
     return np.asarray(PIL.Image.open(path))  # [H, W, C] uint8
 
 
+def assert_within_one_level(got: np.ndarray, expected: np.ndarray, max_fraction: float = 0.01) -> None:
+    """uint8 images made by different batchings or code paths: equal up to one quantisation level.
+
+    Float results of different batch sizes differ in their last bits (the CPU's kernels block matmuls and
+    convolutions by batch size), and a value that sits on a rounding boundary of the uint8 quantisation then lands
+    one level apart. Anything more (two levels, or many pixels) is a real difference.
+    """
+    assert got.shape == expected.shape and got.dtype == expected.dtype == np.uint8
+    difference = np.abs(got.astype(np.int16) - expected.astype(np.int16))
+    assert difference.max() <= 1, f"pixels differ by up to {difference.max()} levels"
+    assert (difference > 0).mean() <= max_fraction, f"{(difference > 0).mean():.1%} of the values differ"
+
+
 def _reference_image(G: torch.nn.Module, seed: int) -> np.ndarray:
     """Independent path: latent as in the official gen_images.py, G forward, TF-style quantisation in numpy."""
     z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float()
@@ -79,15 +92,28 @@ def test_generate_writes_one_png_per_seed_equal_to_a_direct_forward(tmp_path: Pa
     assert "wrote 4 images" in output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seed0000.png", "seed0001.png", "seed0002.png",
                                                            "seed0042.png"]
-    for seed in (0, 42):
-        assert np.array_equal(_png(tmp_path / f"seed{seed:04d}.png"), _reference_image(generator, seed))
+    for seed in (0, 42):  # one batch of four in the CLI, a batch of one in the reference
+        assert_within_one_level(_png(tmp_path / f"seed{seed:04d}.png"), _reference_image(generator, seed))
 
 
-def test_same_seed_same_png_bytes_whatever_the_batch(tmp_path: Path) -> None:
+def test_same_seeds_and_batch_give_the_same_png_bytes(tmp_path: Path) -> None:
+    for run in ("a", "b"):
+        _run(generate, [*PRESET, "--seeds", "3,4,5", "--batch", "3", "--outdir", str(tmp_path / run)])
+    for seed in (3, 4, 5):
+        name = f"seed{seed:04d}.png"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a" / "seed0004.png").read_bytes() != (tmp_path / "a" / "seed0005.png").read_bytes()
+
+
+def test_other_batchings_agree_to_float_rounding(tmp_path: Path, generator) -> None:
     _run(generate, [*PRESET, "--seeds", "3,4,5", "--batch", "3", "--outdir", str(tmp_path / "a")])
     _run(generate, [*PRESET, "--seeds", "5,9", "--batch", "1", "--outdir", str(tmp_path / "b")])
-    assert (tmp_path / "a" / "seed0005.png").read_bytes() == (tmp_path / "b" / "seed0005.png").read_bytes()
-    assert (tmp_path / "a" / "seed0004.png").read_bytes() != (tmp_path / "a" / "seed0005.png").read_bytes()
+    assert_within_one_level(_png(tmp_path / "b" / "seed0005.png"), _png(tmp_path / "a" / "seed0005.png"))
+    z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(generator.z_dim) for s in (3, 4, 5)])).float()
+    with torch.no_grad():  # the float contract behind it: a batch of 3 vs three batches of 1
+        together = generator(z, None, noise_mode="const")  # [3, C, H, W]
+        alone = torch.cat([generator(z[i : i + 1], None, noise_mode="const") for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_random_noise_is_reproducible_for_the_same_seeds(generator) -> None:
@@ -114,7 +140,8 @@ def test_grid_holds_the_individual_images(tmp_path: Path) -> None:
 def test_generate_from_a_snapshot_matches_the_network(tmp_path: Path, generator) -> None:
     path = save_snapshot(tmp_path / "snap.safetensors", {"G": generator, "G_ema": generator})
     _run(generate, [str(path), "--seeds", "7", "--trunc", "0.7", "--outdir", str(tmp_path / "out")])
-    assert np.array_equal(_png(tmp_path / "out" / "seed0007.png"), _reference_image(generator, 7))
+    # The same batch (one image), but the reference quantises in numpy: equal up to one level.
+    assert_within_one_level(_png(tmp_path / "out" / "seed0007.png"), _reference_image(generator, 7))
 
 
 def test_conditional_generation_needs_a_class(tmp_path: Path) -> None:
@@ -160,6 +187,8 @@ def test_mix_grid_cells_equal_hand_mixed_synthesis(tmp_path: Path, generator, st
     assert not np.array_equal(grid[16:32, 16:32], grid[16:32, 32:48])  # the column sources do change the cells
     assert (grid[:16, :16] == 0).all()  # blank corner
     layers = parse_range(styles)
+    # The CLI maps and synthesises all cells in one batch, the hand-made reference one image at a time: equal up
+    # to float rounding, so up to one uint8 level. The cells file and the grid come from the same batch: equal.
     with torch.no_grad():
         zs = {s: torch.from_numpy(np.random.RandomState(s).randn(1, generator.z_dim)).float() for s in rows + cols}
         ws = {s: generator.mapping(z, None) for s, z in zs.items()}  # [1, num_ws, w_dim]
@@ -169,10 +198,10 @@ def test_mix_grid_cells_equal_hand_mixed_synthesis(tmp_path: Path, generator, st
                 w[:, layers] = ws[col_seed][:, layers]  # hand mixing, as the official style_mixing.py
                 cell = to_uint8(generator.synthesis(w, noise_mode="const"))[0].permute(1, 2, 0).numpy()
                 tile = grid[(r + 1) * 16:(r + 2) * 16, (c + 1) * 16:(c + 2) * 16]
-                assert np.array_equal(tile, cell)
-                assert np.array_equal(_png(tmp_path / f"seed{row_seed:04d}-seed{col_seed:04d}.png"), cell)
+                assert_within_one_level(tile, cell)
+                assert np.array_equal(_png(tmp_path / f"seed{row_seed:04d}-seed{col_seed:04d}.png"), tile)
             own = to_uint8(generator.synthesis(ws[row_seed], noise_mode="const"))[0].permute(1, 2, 0).numpy()
-            assert np.array_equal(grid[(r + 1) * 16:(r + 2) * 16, :16], own)  # left column: the row source
+            assert_within_one_level(grid[(r + 1) * 16:(r + 2) * 16, :16], own)  # left column: the row source
 
 
 def test_style_mix_uses_mix_ws(monkeypatch: pytest.MonkeyPatch, generator) -> None:
