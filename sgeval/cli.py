@@ -1,20 +1,22 @@
-"""`sgeval` command line: FID, KID, precision/recall, weights, cache, reports."""
+"""`sgeval` command line: FID, KID, precision/recall, Inception Score, reference statistics, weights, cache, reports."""
 
 from __future__ import annotations
 
 import click
 
-from sgmodels._lazycli import LazyGroup
+from sgeval.sources.sgmodels_adapter import LazyGroup  # shared with the sgmodels CLI
 
 COMMANDS = {
     # name: "module:click command"
     "cache": "sgeval.cache:cache_command",
     "calc": "sgeval.commands.metrics:calc_command",
     "fid": "sgeval.commands.metrics:fid_command",
+    "is": "sgeval.commands.metrics:is_command",
     "kid": "sgeval.commands.metrics:kid_command",
     "list": "sgeval.commands.metrics:list_command",
     "pr": "sgeval.commands.metrics:pr_command",
     "report": "sgeval.report:report_command",
+    "stats": "sgeval.commands.metrics:stats_command",
     "weights": "sgeval.weights:weights_command",
 }
 

@@ -1,4 +1,5 @@
-"""Package boundaries: sgmodels must work without sgeval, and never import it."""
+"""Package boundaries: sgmodels must work without sgeval, and never import it; sgeval reaches sgmodels through one
+adapter module only (`sgeval/sources/sgmodels_adapter.py`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ADAPTER = ROOT / "sgeval" / "sources" / "sgmodels_adapter.py"
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -21,13 +23,42 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
+def _imports_package(path: Path, package: str) -> bool:
+    """Whether `path` imports `package` or one of its modules anywhere (module level, functions, TYPE_CHECKING)."""
+    return any(name == package or name.startswith(f"{package}.") for name in _imported_modules(path))
+
+
 def test_sgmodels_sources_never_import_sgeval() -> None:
     offenders = [
         str(path.relative_to(ROOT))
         for path in sorted((ROOT / "sgmodels").rglob("*.py"))
-        if any(name == "sgeval" or name.startswith("sgeval.") for name in _imported_modules(path))
+        if _imports_package(path, "sgeval")
     ]
     assert offenders == [], f"sgmodels modules importing sgeval: {offenders}"
+
+
+def test_only_the_adapter_of_sgeval_imports_sgmodels() -> None:
+    modules = sorted((ROOT / "sgeval").rglob("*.py"))
+    assert ADAPTER in modules
+    offenders = [
+        str(path.relative_to(ROOT)) for path in modules if path != ADAPTER and _imports_package(path, "sgmodels")
+    ]
+    assert offenders == [], f"sgeval modules importing sgmodels other than through {ADAPTER.name}: {offenders}"
+
+
+def test_the_adapter_is_light_and_cycle_free_for_low_level_modules() -> None:
+    # sgeval.atomic (under every cache and result file) and sgeval.cli reach sgmodels through the adapter; imported
+    # first in a fresh interpreter they must neither hit an import cycle nor pull in torch.
+    code = (
+        "import sys\n"
+        "import sgeval.atomic, sgeval.cli, sgeval.sources.sgmodels_adapter\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "import sgeval.sources.stats, sgeval.sources.images\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
 
 
 def test_importing_all_of_sgmodels_loads_no_sgeval() -> None:

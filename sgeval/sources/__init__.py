@@ -7,15 +7,31 @@ file, or an sgmodels `.safetensors` snapshot. Generator objects and callables ar
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sgeval.sources.generator import CallableSource, GeneratorSource, float_to_uint8, module_fingerprint
-from sgeval.sources.images import ImageFolderSource, ZipImageSource, decode_image, open_image_source
-from sgeval.sources.protocol import ImageSource, LatentGenerator, StyleGenerator
-from sgeval.sources.sgmodels_adapter import is_sgmodels_snapshot, load_sgmodels_source
-from sgeval.sources.stats import StatisticsSource
+if TYPE_CHECKING:
+    from sgeval.sources.protocol import ImageSource
+    from sgeval.sources.stats import StatisticsSource
+
+# Exported lazily (PEP 562), as in `sgeval/__init__.py`: importing a light submodule, e.g. the sgmodels adapter that
+# `sgeval.atomic` and `sgeval.cli` use, must not import torch nor the sources that themselves import `sgeval.atomic`
+# (an import cycle).
+_EXPORTS = {
+    "CallableSource": "sgeval.sources.generator",
+    "GeneratorSource": "sgeval.sources.generator",
+    "ImageFolderSource": "sgeval.sources.images",
+    "ImageSource": "sgeval.sources.protocol",
+    "LatentGenerator": "sgeval.sources.protocol",
+    "StatisticsSource": "sgeval.sources.stats",
+    "StyleGenerator": "sgeval.sources.protocol",
+    "ZipImageSource": "sgeval.sources.images",
+    "decode_image": "sgeval.sources.images",
+    "float_to_uint8": "sgeval.sources.generator",
+    "module_fingerprint": "sgeval.sources.generator",
+}
 
 __all__ = [
     "CallableSource",
@@ -32,6 +48,17 @@ __all__ = [
     "open_source",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sgeval.sources' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt")
 
 
@@ -43,6 +70,10 @@ def open_source(path: str | os.PathLike[str], **options: Any) -> ImageSource | S
         options: passed to the source (images: max_items, xflip; statistics: num_items; snapshots: device,
             truncation_psi, noise_mode, class_idx, labels, gen_batch).
     """
+    from sgeval.sources.images import open_image_source
+    from sgeval.sources.sgmodels_adapter import is_sgmodels_snapshot, load_sgmodels_source
+    from sgeval.sources.stats import StatisticsSource
+
     location = Path(path).expanduser()
     if not location.exists():
         raise ValueError(f"{location}: no such file or folder")
