@@ -19,16 +19,36 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
-
-from sgmodels.fileio import atomic_temp_path
 
 try:  # POSIX only; used to serialise concurrent appenders.
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["append_line", "atomic_open", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["append_line", "atomic_open", "atomic_write_bytes", "atomic_write_text", "stale_temp_files",
+           "sweep_stale_temp_files"]
+
+
+def _fileio() -> ModuleType:
+    """sgmodels' crash-safe file primitives, reached through sgeval's adapter (imported on first use: the adapter's
+    package imports this module)."""
+    from sgeval.sources import sgmodels_adapter
+
+    return sgmodels_adapter
+
+
+def stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files that interrupted writes left in `directory` (see `sgmodels.fileio.stale_temp_files`)."""
+    found: list[Path] = _fileio().stale_temp_files(directory)
+    return found
+
+
+def sweep_stale_temp_files(directory: str | os.PathLike[str]) -> int:
+    """Remove `stale_temp_files(directory)` (best effort); returns how many were removed."""
+    removed: int = _fileio().sweep_stale_temp_files(directory)
+    return removed
 
 
 @contextlib.contextmanager
@@ -53,7 +73,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open supports mode 'wb' or 'w', got {mode!r}; use append_line() to append")
     text_encoding = (encoding or "utf-8") if mode == "w" else None
-    with atomic_temp_path(path) as temp, open(temp, mode, encoding=text_encoding) as handle:
+    with _fileio().atomic_temp_path(path) as temp, open(temp, mode, encoding=text_encoding) as handle:
         yield handle
         handle.flush()  # atomic_temp_path fsyncs the closed file before the rename
 

@@ -23,17 +23,23 @@ import datetime
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
+from sgeval.atomic import stale_temp_files, sweep_stale_temp_files
 from sgeval.featureset import FeatureSet, sidecar_path
 
-__all__ = ["CacheEntry", "FeatureCache", "cache_command", "cache_key", "default_cache_root"]
+__all__ = ["CacheEntry", "CacheWriteWarning", "FeatureCache", "cache_command", "cache_key", "default_cache_root"]
 
 KEY_FORMAT_VERSION = 1  # bump when the meaning of the key fields changes; old entries then simply miss
+
+
+class CacheWriteWarning(UserWarning):
+    """The feature cache folder could not be written; the computed result is still returned."""
 
 
 def default_cache_root() -> Path:
@@ -85,6 +91,7 @@ class FeatureCache:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser()
+        self._swept = False  # stale temp files of killed writers are removed on first use of this cache object
 
     @classmethod
     def default(cls) -> FeatureCache:
@@ -100,6 +107,7 @@ class FeatureCache:
     def load(self, key: str) -> FeatureSet | None:
         """The cached FeatureSet of `key`, or None on a miss (absent, or an unreadable entry, which is removed)."""
         path = self.path_for(key)
+        self._sweep_once()
         if not sidecar_path(path).is_file() or not path.is_file():
             return None
         try:
@@ -108,15 +116,39 @@ class FeatureCache:
             self._remove(key)  # damaged entry: treat as a miss and let the caller recompute it
             return None
 
-    def store(self, key: str, features: FeatureSet, fields: Mapping[str, Any]) -> Path:
-        """Write `features` under `key`, recording `fields` (the key's inputs) in the sidecar. Returns the path."""
+    def store(self, key: str, features: FeatureSet, fields: Mapping[str, Any]) -> Path | None:
+        """Write `features` under `key`, recording `fields` (the key's inputs) in the sidecar. Returns the path.
+
+        A cache that cannot be written (read-only folder, full disk) must not throw away the features that were
+        just computed: it warns with `CacheWriteWarning`, naming the folder and what to do, and returns None.
+        """
         if cache_key(fields) != key:
             raise ValueError("cache key does not match its fields: compute it with cache_key(fields)")
         extra = {"cache": {"key": key, "fields": dict(fields),
                            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}}
         path = self.path_for(key)
-        features.save(path, extra=extra)
+        self._sweep_once()
+        try:
+            features.save(path, extra=extra)
+        except OSError as exc:
+            warnings.warn(f"could not write to the feature cache {self.root} ({exc.strerror or exc}); the result is "
+                          "kept but these features will be extracted again next time. Point --cache-dir or "
+                          "SGEVAL_CACHE_DIR at a writable folder, or pass --no-cache.", CacheWriteWarning, stacklevel=2)
+            return None
         return path
+
+    def stale_temp_files(self) -> list[Path]:
+        """Temporary files of interrupted writes (a killed process) that no running writer owns any more."""
+        return stale_temp_files(self.root)
+
+    def sweep_stale(self) -> int:
+        """Remove `stale_temp_files` (best effort: a read-only cache keeps them). Returns how many were removed."""
+        return sweep_stale_temp_files(self.root)
+
+    def _sweep_once(self) -> None:
+        if not self._swept:
+            self._swept = True
+            self.sweep_stale()
 
     def entries(self) -> list[CacheEntry]:
         """All complete entries, newest first."""
@@ -193,6 +225,11 @@ def list_command(cache_dir: Path | None) -> None:
     cache = _open_cache(cache_dir)
     entries = cache.entries()
     click.echo(f"{len(entries)} entries in {cache.root}")
+    stale = cache.stale_temp_files()
+    if stale:
+        size = sum(path.stat().st_size for path in stale if path.exists()) / 2**20
+        click.echo(f"{len(stale)} stale temporary files of interrupted writes ({size:.1f} MiB): the next evaluation "
+                   f"or `sgeval cache clear` removes them")
     for entry in entries:
         extractor = entry.fields.get("extractor", {})
         parts = "rows+stats" if entry.has_features else "stats"

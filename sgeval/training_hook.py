@@ -30,11 +30,20 @@ DETECTOR_WEIGHTS_ENV = "SGEVAL_DETECTOR_WEIGHTS"
 
 
 def validate_metrics(metrics: Sequence[str]) -> None:
-    """Raise ValueError unless every name is a feature protocol the runner can evaluate (lists the valid ones)."""
+    """Check before training starts that every snapshot can be evaluated: known protocols, and the weights of each
+    detector they use found and loadable (a missing file is the usual weights error naming file, checksum and
+    where to put it), so a run does not train for hours and then fail at every snapshot.
+
+    Raises:
+        ValueError: unknown protocol (lists the valid ones), missing, corrupt or wrong-architecture weights.
+    """
+    from sgeval.features.registry import build_extractor
     from sgeval.runner import resolve_protocol
 
-    for name in metrics:
-        resolve_protocol(name)
+    detectors = {resolve_protocol(name).detector for name in metrics}
+    explicit = os.environ.get(DETECTOR_WEIGHTS_ENV) or None
+    for detector in sorted(name for name in detectors if name is not None):
+        build_extractor(detector, weights_path=explicit, device="cpu")  # resolve, verify and load once, then drop
 
 
 def metric_hook(

@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from sgmodels.presets import PRESETS, network_descriptions
 from sgmodels.registry import build_network, describe_network
-from sgmodels.snapshot import read_snapshot_info
+from sgmodels.snapshot import build_network_on_meta, read_snapshot_info
 
 _GENERATOR_ATTRIBUTES = ("z_dim", "c_dim", "w_dim", "num_ws", "img_resolution", "img_channels")
 _DISCRIMINATOR_ATTRIBUTES = ("c_dim", "img_resolution", "img_channels")
@@ -181,8 +181,9 @@ def preset_report(arch: str, config: str, overrides: dict[str, Any]) -> dict[str
 
 def snapshot_report(path: Path) -> dict[str, Any]:
     """`summarize_networks` report of every network in a snapshot, built from its header only (no weights)."""
-    info = read_snapshot_info(path)
-    networks = {name: build_for_counting(description) for name, description in info.networks.items()}
+    info = read_snapshot_info(path)  # an untrusted header: validated and built on the meta device only
+    networks = {name: build_network_on_meta(description, f"{info.path}: network {name!r}")
+                for name, description in info.networks.items()}
     report = summarize_networks(networks, {"snapshot": str(path)})
     report["metadata"] = info.metadata
     return report

@@ -18,16 +18,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_temp_path", "atomic_write_bytes", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_temp_path", "atomic_write_bytes", "stale_temp_files", "sweep_stale_temp_files", "write_json_atomic",
+           "write_text_atomic"]
 
 _NEW_FILE_MODE = 0o666  # before the umask, as open() uses
 _CREATE_ATTEMPTS = 16  # name collisions of 64 random bits are practically impossible; this bounds the loop
+
+
+# `.<target name>.<pid>.<16 hex digits>.tmp`: the writer's pid tells whether a leftover is stale (see below).
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{16}\.tmp$")
+# A temp file whose writer is not running on this machine is stale once it has not changed for this long; the
+# grace period protects writers on other hosts of a shared file system (their pids mean nothing here).
+STALE_AFTER_S = 60
+# Any temp file untouched for a day is stale: no atomic write takes that long.
+ABANDONED_AFTER_S = 24 * 3600
 
 
 def _create_temp(target: Path) -> Path:
@@ -124,3 +136,49 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | Non
         TypeError / ValueError: `data` is not JSON-serialisable (nothing is written then).
     """
     write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
+
+
+def _process_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists but belongs to someone else, or the platform cannot tell
+        return True
+    return True
+
+
+def stale_temp_files(directory: str | os.PathLike[str], now: float | None = None) -> list[Path]:
+    """Temporary files that interrupted atomic writes (a `kill -9`, a power loss) left in `directory`.
+
+    A temp file is stale when its writer (the pid in its name) no longer runs on this machine and the file has not
+    changed for `STALE_AFTER_S`, or when it has not changed for `ABANDONED_AFTER_S` whoever wrote it. Files of a
+    running writer are never listed. Returns [] for a missing directory.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    stale = []
+    for path in folder.iterdir():
+        match = _TEMP_NAME.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):  # its writer may finish (rename it) while we look
+            idle = now - path.stat().st_mtime
+            writer_gone = not _process_running(int(match.group("pid")))
+            if idle > ABANDONED_AFTER_S or (writer_gone and idle > STALE_AFTER_S):
+                stale.append(path)
+    return sorted(stale)
+
+
+def sweep_stale_temp_files(directory: str | os.PathLike[str]) -> int:
+    """Remove `stale_temp_files(directory)`; best effort (a read-only folder keeps them). Returns how many went."""
+    removed = 0
+    for path in stale_temp_files(directory):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed += 1
+    return removed

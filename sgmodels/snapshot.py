@@ -36,6 +36,7 @@ import safetensors.torch
 import torch
 
 from sgmodels.fileio import atomic_temp_path
+from sgmodels.finite import check_finite_weights
 from sgmodels.registry import build_network, describe_network
 
 FORMAT_NAME = "sgmodels.snapshot"
@@ -221,10 +222,18 @@ def load_snapshot(
 
 
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The evaluated generator of a snapshot (G_ema if present, else G), in eval mode, loading only that network."""
+    """The evaluated generator of a snapshot (G_ema if present, else G), in eval mode, loading only that network.
+
+    Raises:
+        SnapshotError: see `load_snapshot`.
+        NonFiniteError (a ValueError): the generator has NaN or infinite weights (a diverged run); the message names
+            the snapshot and the tensors, so nothing is generated or evaluated from it.
+    """
     info = read_snapshot_info(path)
     name = _evaluated_name(info.networks, info.path)
-    return load_snapshot(path, device=device, names=[name]).networks[name]
+    generator = load_snapshot(path, device=device, names=[name]).networks[name]
+    check_finite_weights(generator, f"{info.path} ({name})")
+    return generator
 
 
 def _evaluated_name(networks: Mapping[str, Any], path: Path) -> str:
@@ -288,22 +297,116 @@ def _get_tensor(reader: Any, path: Path, key: str) -> torch.Tensor:
 
 
 def _load_network(reader: Any, keys: set[str], info: SnapshotInfo, name: str) -> torch.nn.Module:
-    """Build network `name` from its description and load its tensors strictly."""
+    """Build network `name` from its description and load its tensors strictly.
+
+    The header is untrusted: the network is first built on the meta device (no memory) and its tensor shapes are
+    compared with the stored ones, read from the safetensors header without loading data. Only a network whose
+    every tensor is in the file (so whose size is bounded by the file's) is then built for real.
+    """
     description = info.networks[name]
-    try:
-        module = build_network(description)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise SnapshotError(f"{info.path}: cannot rebuild network {name!r} from its description "
-                            f"{json.dumps(description)[:300]}: {exc}") from None
+    where = f"{info.path}: network {name!r} ({description.get('class') if isinstance(description, dict) else '?'})"
     prefix = f"{name}."
-    stored = {key[len(prefix):]: _get_tensor(reader, info.path, key) for key in keys if key.startswith(prefix)}
-    _check_state_dict(module.state_dict(), stored, f"{info.path}: network {name!r} ({description.get('class')})")
+    stored_keys = sorted(key for key in keys if key.startswith(prefix))
+    stored_specs = {key[len(prefix):]: _stored_spec(reader, info.path, key) for key in stored_keys}
+    skeleton = build_network_on_meta(description, where)
+    _check_state_dict(_spec_of(skeleton.state_dict()), stored_specs, where)
+    _check_unstored_buffers(skeleton, where)
+    module = build_network(description)
+    stored = {key[len(prefix):]: _get_tensor(reader, info.path, key) for key in stored_keys}
     module.load_state_dict(stored, strict=True)
     return module
 
 
-def _check_state_dict(expected: Mapping[str, torch.Tensor], stored: Mapping[str, torch.Tensor], where: str) -> None:
-    """Name every missing, unexpected or differently shaped/typed tensor (a clearer message than load_state_dict)."""
+# Limits of an untrusted description, far above every StyleGAN-family network (config F at 1024^2 needs
+# resolution 1024, 3 channels, channel_base 32768): a header cannot ask for more than the limits allow.
+MAX_RESOLUTION = 8192
+MAX_CHANNELS = 4
+MAX_SIZE_ARGUMENT = 2**20  # any other integer argument: latent sizes, channel counts, layer counts
+MAX_UNSTORED_BUFFER_ELEMENTS = 2**26  # resampling filters and other buffers a snapshot does not store
+
+
+def validate_description(description: Any, where: str) -> None:
+    """Refuse a network description whose arguments are of the wrong type or out of range (before building).
+
+    Raises:
+        SnapshotError: naming `where`, the argument and the accepted values.
+    """
+    if not isinstance(description, dict) or not isinstance(description.get("class"), str):
+        raise SnapshotError(f"{where}: not a network description (a JSON object with a 'class'): "
+                            f"{json.dumps(description)[:200]}")
+    kwargs = description.get("init_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise SnapshotError(f"{where}: init_kwargs must be a JSON object, got {type(kwargs).__name__}")
+    _validate_arguments(kwargs, where)
+
+
+def _validate_arguments(kwargs: Mapping[str, Any], where: str) -> None:
+    for key, value in kwargs.items():
+        if isinstance(value, dict):
+            _validate_arguments(value, where)
+        elif key in ("img_resolution", "resolution"):
+            _check_int(value, key, where, 1, MAX_RESOLUTION)
+            if value & (value - 1):
+                raise SnapshotError(f"{where}: {key} must be a power of two, got {value}")
+        elif key == "img_channels":
+            _check_int(value, key, where, 1, MAX_CHANNELS)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            _check_int(value, key, where, -MAX_SIZE_ARGUMENT, MAX_SIZE_ARGUMENT)
+
+
+def _check_int(value: Any, key: str, where: str, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise SnapshotError(f"{where}: {key} must be an integer in [{low}, {high}], got {json.dumps(value)[:60]}")
+
+
+def build_network_on_meta(description: Any, where: str) -> torch.nn.Module:
+    """Validate `description` and build its network on the meta device (shapes only, no memory, no RNG use).
+
+    Raises:
+        SnapshotError: invalid arguments, or a constructor that refuses them (the error names `where`).
+    """
+    validate_description(description, where)
+    try:
+        with torch.device("meta"):
+            return build_network(description)
+    except Exception as exc:  # noqa: BLE001 - any constructor error on untrusted arguments is a bad file
+        raise SnapshotError(f"{where}: cannot rebuild the network from its description "
+                            f"{json.dumps(description)[:300]}: {type(exc).__name__}: {exc}") from None
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _stored_spec(reader: Any, path: Path, key: str) -> tuple[tuple[int, ...], Any]:
+    """(shape, dtype) of a stored tensor from the file header, without reading its data."""
+    try:
+        stored = reader.get_slice(key)
+        return tuple(stored.get_shape()), _SAFETENSORS_DTYPES.get(stored.get_dtype(), stored.get_dtype())
+    except Exception as exc:  # noqa: BLE001 - SafetensorError on a damaged header
+        raise SnapshotError(f"{path}: cannot read tensor {key!r} (truncated or corrupt file?): {exc}") from None
+
+
+def _spec_of(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], Any]]:
+    return {key: (tuple(tensor.shape), tensor.dtype) for key, tensor in state.items()}
+
+
+def _check_unstored_buffers(skeleton: torch.nn.Module, where: str) -> None:
+    """Bound what building allocates beyond the stored tensors (non-persistent buffers such as filters)."""
+    stored = set(skeleton.state_dict())
+    elements = sum(buffer.numel() for name, buffer in skeleton.named_buffers() if name not in stored)
+    if elements > MAX_UNSTORED_BUFFER_ELEMENTS:
+        raise SnapshotError(f"{where}: the description asks for {elements:,} buffer elements that the file does not "
+                            f"store (limit {MAX_UNSTORED_BUFFER_ELEMENTS:,}); refusing to build it")
+
+
+def _check_state_dict(expected: Mapping[str, tuple[tuple[int, ...], Any]],
+                      stored: Mapping[str, tuple[tuple[int, ...], Any]], where: str) -> None:
+    """Name every missing, unexpected or differently shaped/typed tensor (a clearer message than load_state_dict).
+
+    Both sides are {key: (shape, dtype)}, so the check runs before any tensor data is read or allocated.
+    """
     problems = []
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
@@ -312,10 +415,9 @@ def _check_state_dict(expected: Mapping[str, torch.Tensor], stored: Mapping[str,
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[:3]})")
     mismatched = [
-        f"{key}: stored {tuple(stored[key].shape)} {stored[key].dtype}, architecture wants "
-        f"{tuple(expected[key].shape)} {expected[key].dtype}"
+        f"{key}: stored {stored[key][0]} {stored[key][1]}, architecture wants {expected[key][0]} {expected[key][1]}"
         for key in sorted(set(expected) & set(stored))
-        if stored[key].shape != expected[key].shape or stored[key].dtype != expected[key].dtype
+        if stored[key] != expected[key]
     ]
     if mismatched:
         problems.append(f"{len(mismatched)} tensors differ ({'; '.join(mismatched[:3])})")

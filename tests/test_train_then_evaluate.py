@@ -64,3 +64,33 @@ def test_training_evaluates_each_snapshot_through_the_entry_point(
     assert report.exit_code == 0, report.output
     rows = [row for row in report.output.splitlines() if "network-snapshot-000000.0" in row]
     assert len(rows) == 2, report.output
+
+
+def test_missing_detector_weights_stop_training_before_it_starts(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the Inception file, `train --metrics fid50k_full` fails at once with the weights message (exit 1),
+    instead of training and printing a traceback at every snapshot."""
+    import sgmodels.training.loop as loop
+
+    monkeypatch.delenv("SGEVAL_DETECTOR_WEIGHTS", raising=False)
+    monkeypatch.setattr(loop, "build_training", lambda *a, **k: pytest.fail("networks built before the check"))
+    data = _image_folder(tmp_path / "images")
+    args = ["--arch", "stylegan2", "--config", "cpu16", "--data", str(data), "--outdir", str(tmp_path / "runs"),
+            "--kimg", "0.016", "--metrics", "fid50k_full", "--quiet"]
+    result = CliRunner().invoke(train_command, args)
+    assert result.exit_code == 1, result.output
+    assert "feature-network weights not found for 'inception-v3-tf'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_wrong_detector_weights_stop_training_before_it_starts(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
+    monkeypatch.setenv("SGEVAL_DETECTOR_WEIGHTS", str(wrong))
+    data = _image_folder(tmp_path / "images")
+    args = ["--arch", "stylegan2", "--config", "cpu16", "--data", str(data), "--outdir", str(tmp_path / "runs"),
+            "--kimg", "0.016", "--metrics", "kid50k_full", "--quiet"]
+    result = CliRunner().invoke(train_command, args)
+    assert result.exit_code == 1 and "wrong.pth: not the Inception port's state dict" in result.output, result.output

@@ -130,12 +130,56 @@ def load_state_dict_file(
                            f"{error})") from error
     if not isinstance(state, dict):
         raise WeightsError(f"{weights.path}: expected a state dict (a mapping of tensors), got {type(state).__name__}")
+    _check_tensor_values(state, weights, what)
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
-    try:
-        network.load_state_dict(state, strict=True, assign=assign)
-    except RuntimeError as error:
-        raise WeightsError(f"{weights.path}: not {what} ({error})") from error
+    mismatch = _layout_mismatch(network.state_dict(), state)
+    if mismatch:
+        raise WeightsError(f"{weights.path}: not {what}.\n{_describe_state(state)}\n{mismatch}")
+    network.load_state_dict(state, strict=True, assign=assign)
     return network.eval().requires_grad_(False)
+
+
+_EXAMPLES = 3  # keys named per kind of problem: a few lines, never a dump of hundreds of names
+
+
+def _check_tensor_values(state: dict[Any, Any], weights: ResolvedWeights, what: str) -> None:
+    """A checkpoint wrapper ({"state_dict": {...}, "epoch": 3}) or other non-tensor values: say what is there."""
+    odd = [f"{key!r} ({type(value).__name__})" for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if not odd:
+        return
+    nested = [key for key, value in state.items() if isinstance(value, dict)]
+    hint = (f" It looks like a training checkpoint: save the state dict under {nested[0]!r} alone "
+            f"(torch.save(checkpoint[{nested[0]!r}], path))." if nested else "")
+    raise WeightsError(f"{weights.path}: expected {what}, a mapping of names to tensors, but {len(odd)} of its "
+                       f"{len(state)} values are not tensors: {', '.join(odd[:_EXAMPLES])}.{hint}")
+
+
+def _describe_state(state: dict[str, torch.Tensor]) -> str:
+    """One line on what a state dict holds: tensor count, parameters and its top-level groups."""
+    groups: dict[str, int] = {}
+    for key in state:
+        group = str(key).split(".")[0]
+        groups[group] = groups.get(group, 0) + 1
+    listed = ", ".join(f"{name} ({count})" for name, count in list(groups.items())[:6])
+    more = f", ... ({len(groups)} groups)" if len(groups) > 6 else ""
+    elements = sum(value.numel() for value in state.values())
+    return f"The file holds {len(state)} tensors ({elements:,} values) in the groups {listed}{more}."
+
+
+def _layout_mismatch(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> str:
+    """A few lines naming missing, unexpected and differently shaped tensors ('' when the layouts agree)."""
+    missing = [key for key in expected if key not in stored]
+    unexpected = [key for key in stored if key not in expected]
+    reshaped = [f"{key} {tuple(stored[key].shape)} vs {tuple(expected[key].shape)}" for key in expected
+                if key in stored and stored[key].shape != expected[key].shape]
+    if not (missing or unexpected or reshaped):
+        return ""
+    lines = [f"The architecture expects {len(expected)} tensors:"]
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape (file vs expected)",
+                                                                          reshaped)):
+        if keys:
+            lines.append(f"  {len(keys)} {label}, e.g. {', '.join(keys[:_EXAMPLES])}")
+    return "\n".join(lines)
 
 
 def load_torchscript(weights: ResolvedWeights) -> torch.jit.ScriptModule:

@@ -35,19 +35,18 @@ LATENT_RECIPE = "default_rng([seed, index]).standard_normal/v1"  # changes the i
 NOISE_MODES = ("random", "const", "none")
 
 
-def float_to_uint8(images: torch.Tensor) -> torch.Tensor:
+def float_to_uint8(images: torch.Tensor, where: str = "generator", first_item: int = 0) -> torch.Tensor:
     """Official float -> uint8 conversion: float [N, C, H, W] in ~[-1, 1] -> uint8 (x * 127.5 + 128 clamped, truncated).
 
     Raises:
-        ValueError: the images contain NaN or infinite values (first offending item named).
+        ValueError (NonFiniteError): the images contain NaN or infinite values (named as `where`, items from
+            `first_item` on), the one finiteness check shared with sgmodels.
     """
+    from sgeval.sources.sgmodels_adapter import check_finite_images
+
     if not images.is_floating_point():
         raise TypeError(f"expected floating-point images, got {images.dtype}")
-    finite = torch.isfinite(images).flatten(1).all(dim=1)  # [N]
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten().tolist()
-        raise ValueError(f"generator output contains NaN or infinite values (batch rows {bad[:8]}); the network or "
-                         "its weights are broken, or it diverged")
+    check_finite_images(images, where, first_item)
     return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # [N, C, H, W]
 
 
@@ -82,6 +81,7 @@ class _LatentSource:
     kind = "generator"
     uses_seed = True
     num_items = None  # unbounded
+    name = "generator"  # how messages and results name it (subclasses set the snapshot path or callable name)
 
     def __init__(
         self,
@@ -166,10 +166,7 @@ class _LatentSource:
             raise ValueError(f"generated images must have 1 or 3 channels (NCHW), got shape {tuple(images.shape)}")
         if images.dtype == torch.uint8:
             return images
-        try:
-            return float_to_uint8(images)
-        except ValueError as error:
-            raise ValueError(f"items {indices.start}..{indices.stop - 1}: {error}") from error
+        return float_to_uint8(images, self.name, first_item=indices.start)
 
     def prepare(self, device: torch.device) -> None:
         """Nothing by default (GeneratorSource moves its network)."""
@@ -230,8 +227,12 @@ class GeneratorSource(_LatentSource):
                 "truncation_psi": self.truncation_psi, "noise_mode": self.noise_mode, **self.sampling_args()}
 
     def prepare(self, device: torch.device) -> None:
-        """Move the network to `device` (in place, as the official metric code does with its copy)."""
+        """Refuse NaN/infinite weights (naming the network), then move it to `device` in place (as the official
+        metric code does with its copy)."""
+        from sgeval.sources.sgmodels_adapter import check_finite_weights
+
         if isinstance(self.G, torch.nn.Module):
+            check_finite_weights(self.G, self.name)
             self.G.to(device)
 
     def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -258,7 +259,7 @@ class CallableSource(_LatentSource):
             raise TypeError(f"expected a callable z -> images, got {type(fn).__name__}")
         super().__init__(z_dim, 0, gen_batch, None, None)
         self.fn = fn
-        self.name = name or getattr(fn, "__qualname__", type(fn).__name__)
+        self.name = name or str(getattr(fn, "__qualname__", type(fn).__name__))
         self._fingerprint = fingerprint
 
     def fingerprint(self) -> str | None:

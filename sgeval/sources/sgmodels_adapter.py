@@ -1,23 +1,51 @@
-"""The only module of sgeval that touches sgmodels (imported lazily, inside the functions).
+"""The only module of sgeval that imports sgmodels (tests/test_imports.py enforces it).
 
-An sgmodels snapshot (`.safetensors` written by `sgmodels.snapshot.save_snapshot`) becomes a `GeneratorSource` of
-its evaluated network (G_ema when present, else G). sgmodels generators use the official attribute names, so
-nothing else is adapted here; keeping the import in one place lets sgeval run without sgmodels installed for
-folders, zips, statistics and foreign generators.
+What sgeval takes from sgmodels, all through here:
+- snapshots: an sgmodels snapshot (`.safetensors` written by `sgmodels.snapshot.save_snapshot`) becomes a
+  `GeneratorSource` of its evaluated network (G_ema when present, else G); sgmodels generators use the official
+  attribute names, so nothing else is adapted;
+- the dataset reader (`sgmodels.data.reader`): sgeval's image folder and zip sources list, decode and label images
+  with the same code that training uses, so a run is evaluated on exactly the data it was trained on;
+- small generic helpers that both packages share instead of copying: the crash-safe temporary files of
+  `sgmodels.fileio` (under `sgeval.atomic`) and the lazy click group of the CLIs.
+
+Heavy parts of sgmodels are imported lazily, inside the functions. The generic helpers (`sgmodels.fileio`: standard
+library only; `sgmodels._lazycli`: click only) are imported at module level, because `sgeval.cli` needs the class
+when it is imported; this module itself imports neither torch nor other sgeval modules at import time, so the
+low-level `sgeval.atomic` can use it without an import cycle (`sgeval.sources` exports lazily for the same reason).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from sgmodels._lazycli import LazyGroup
+from sgmodels.fileio import atomic_temp_path, stale_temp_files, sweep_stale_temp_files
 
-from sgeval.sources.generator import GeneratorSource
+if TYPE_CHECKING:  # importing this module stays light (no torch): sgeval.atomic and sgeval.cli import it
+    import numpy as np
+    import torch
 
-__all__ = ["is_sgmodels_snapshot", "load_sgmodels_source", "snapshot_c_dim", "snapshot_metadata",
-           "snapshot_training_data"]
+    from sgeval.sources.generator import GeneratorSource
+    from sgmodels.data.reader import DatasetReader
+
+__all__ = [
+    "LazyGroup",
+    "atomic_temp_path",
+    "check_finite_images",
+    "check_finite_weights",
+    "is_sgmodels_snapshot",
+    "load_sgmodels_source",
+    "open_dataset_reader",
+    "read_image",
+    "snapshot_c_dim",
+    "snapshot_metadata",
+    "snapshot_training_data",
+    "stale_temp_files",
+    "sweep_stale_temp_files",
+]
 
 
 def is_sgmodels_snapshot(path: str | os.PathLike[str]) -> bool:
@@ -85,8 +113,41 @@ def load_sgmodels_source(
     Raises:
         ValueError (sgmodels.snapshot.SnapshotError): missing, corrupt or pickled file, or inconsistent network.
     """
+    from sgeval.sources.generator import GeneratorSource
     from sgmodels.snapshot import load_generator
 
     generator = load_generator(path, device=device)
     return GeneratorSource(generator, truncation_psi=truncation_psi, noise_mode=noise_mode, class_idx=class_idx,
                            labels=labels, gen_batch=gen_batch, name=str(path))
+
+
+def check_finite_images(images: torch.Tensor, where: str, first_item: int = 0) -> None:
+    """sgmodels' one finiteness check of generated float images [N, C, H, W] (NonFiniteError, a ValueError)."""
+    from sgmodels.finite import check_finite_images as check
+
+    check(images, where, first_item)
+
+
+def check_finite_weights(module: torch.nn.Module, where: str) -> None:
+    """sgmodels' one finiteness check of a network's weights (NonFiniteError, a ValueError, naming `where`)."""
+    from sgmodels.finite import check_finite_weights as check
+
+    check(module, where)
+
+
+def open_dataset_reader(path: str | os.PathLike[str]) -> DatasetReader:
+    """sgmodels' reader of an image folder or dataset zip: image list, labels, decoding (sgmodels.data.reader).
+
+    Raises:
+        ValueError: no such path, not a folder nor a zip, no image files, or a malformed / inconsistent dataset.json.
+    """
+    from sgmodels.data.reader import DatasetReader
+
+    return DatasetReader(path)
+
+
+def read_image(data: bytes, name: str) -> np.ndarray:
+    """Decode one image file's bytes as training does: uint8 [C, H, W], C = 1 or 3 (ValueError naming `name`)."""
+    from sgmodels.data.reader import read_image as decode
+
+    return decode(data, name)

@@ -208,3 +208,69 @@ def test_bad_save_arguments(tmp_path: Path) -> None:
     with pytest.raises(SnapshotError, match="no network"):
         save_snapshot(tmp_path / "s.safetensors", {"G": SnapshotNet()})
         load_snapshot(tmp_path / "s.safetensors", names=["D"])
+
+
+def test_a_header_cannot_make_the_loader_allocate_without_bound(tmp_path: Path, tiny_pair,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small file whose header asks for a huge network is refused before anything is allocated."""
+    path = tmp_path / "snap.safetensors"
+    save_snapshot(path, {"G": tiny_pair[0]})
+    _rewrite_header(path, lambda header: header["networks"]["G"]["init_kwargs"]["synthesis_kwargs"].update(
+        channel_base=2**19, channel_max=2**19))  # about 10^12 parameters: terabytes if built for real
+    real_builds = []
+    import sgmodels.snapshot as snapshot_module
+
+    original = snapshot_module.build_network
+    monkeypatch.setattr(snapshot_module, "build_network",
+                        lambda d: real_builds.append(torch.empty(0).device.type) or original(d))
+    with pytest.raises(SnapshotError, match=r"tensors differ.*stored .* architecture wants"):
+        load_generator(path)
+    assert real_builds == ["meta"]  # only the shape-only build ran
+    for edit, message in [
+        (lambda kw: kw.update(img_resolution=2**40), r"img_resolution must be an integer in \[1, 8192\]"),
+        (lambda kw: kw.update(img_resolution=48), "power of two"),
+        (lambda kw: kw.update(img_channels=10**6), r"img_channels must be an integer in \[1, 4\]"),
+        (lambda kw: kw.update(z_dim=10**9), r"z_dim must be an integer"),
+    ]:
+        save_snapshot(path, {"G": tiny_pair[0]})
+        _rewrite_header(path, lambda header, edit=edit: edit(header["networks"]["G"]["init_kwargs"]))
+        with pytest.raises(SnapshotError, match=message):
+            load_generator(path)
+
+
+def test_wrongly_typed_arguments_are_a_message_everywhere(tmp_path: Path, tiny_pair) -> None:
+    from click.testing import CliRunner
+
+    from sgmodels.commands.describe import describe
+
+    path = tmp_path / "snap.safetensors"
+    save_snapshot(path, {"G": tiny_pair[0]})
+    _rewrite_header(path, lambda header: header["networks"]["G"]["init_kwargs"].update(img_resolution="16"))
+    with pytest.raises(SnapshotError, match="img_resolution must be an integer.*got \"16\""):
+        load_snapshot(path)
+    result = CliRunner().invoke(describe, [str(path)])
+    assert result.exit_code == 1 and "img_resolution must be an integer" in result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    _rewrite_header(path, lambda header: header["networks"]["G"]["init_kwargs"].update(img_resolution=16, w_dim=[1]))
+    result = CliRunner().invoke(describe, [str(path)])
+    assert result.exit_code == 1 and "cannot rebuild the network" in result.output
+
+
+def test_nan_weights_are_refused_naming_the_snapshot(tmp_path: Path, tiny_pair) -> None:
+    from click.testing import CliRunner
+
+    from sgmodels.commands.generate import generate
+    from sgmodels.finite import NonFiniteError
+
+    G = type(tiny_pair[0])(**tiny_pair[0].init_kwargs)
+    G.load_state_dict(tiny_pair[0].state_dict())
+    with torch.no_grad():
+        G.mapping.fc0.weight[0, 0] = float("nan")
+        G.synthesis.b4.const[0, 0, 0] = float("inf")
+    path = save_snapshot(tmp_path / "diverged.safetensors", {"G": tiny_pair[0], "G_ema": G})
+    with pytest.raises(NonFiniteError, match=r"diverged.safetensors \(G_ema\).*synthesis.b4.const, mapping.fc0.weight"):
+        load_generator(path)
+    assert load_snapshot(path).networks["G_ema"] is not None  # resuming or inspecting a diverged run still works
+    result = CliRunner().invoke(generate, [str(path), "--seeds", "0", "--outdir", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "diverged.safetensors" in result.output and "NaN or infinite" in result.output
+    assert not (tmp_path / "out").exists()
