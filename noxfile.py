@@ -1,16 +1,17 @@
 """Developer sessions. They run inside the repository's .venv (created by ./scripts/setup.sh), so a session
-never downloads torch again; `nox -s tests` is what CI runs."""
+never downloads torch again; CI (.ci/run) runs `lint`, `typecheck` and `tests`, as does a bare `nox`."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
 VENV_BIN = ROOT / ".venv" / "bin"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "none"
 
 
@@ -51,19 +52,47 @@ def bench(session: nox.Session) -> None:
 
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DEMO_ARCH = "stylegan2"
+
+
+def demo_arguments(posargs: Sequence[str]) -> tuple[str, list[str]]:
+    """Split the demo's arguments into (architecture, arguments for `sgmodels train`).
+
+    The architecture is `--arch NAME` (or `--arch=NAME`) anywhere, or a first argument that is not an option
+    (`-- stylegan --kimg 60`); default DEMO_ARCH. Everything else goes to `sgmodels train`, so `-- --kimg 8` trains
+    the default architecture for 8 kimg. ValueError for an `--arch` without a name.
+    """
+    args = list(posargs)
+    arch = args.pop(0) if args and not args[0].startswith("-") else DEMO_ARCH
+    train_args: list[str] = []
+    while args:
+        arg = args.pop(0)
+        if arg == "--arch":
+            if not args or args[0].startswith("-"):
+                raise ValueError("--arch needs a name, e.g. --arch stylegan")
+            arch = args.pop(0)
+        elif arg.startswith("--arch="):
+            arch = arg.removeprefix("--arch=")
+        else:
+            train_args.append(arg)
+    return arch, train_args
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """Offline demo: Fashion-MNIST at 32x32 -> StyleGAN2 cpu32 on the CPU -> sample grids in out/demo/.
 
-    Needs Debian's `dataset-fashion-mnist` package. `nox -s demo -- stylegan` trains the v1 variant
-    (progressive growing from 8x8) instead; any further arguments go to `sgmodels train` (e.g. --kimg 60).
-    Ends with a class-coverage check of the final snapshot (benchmarks/class_coverage.py).
+    Needs Debian's `dataset-fashion-mnist` package. `nox -s demo -- stylegan` (or `-- --arch stylegan`) trains the v1
+    variant (progressive growing from 8x8) instead; all other arguments go to `sgmodels train`, e.g.
+    `nox -s demo -- --kimg 8` (see `demo_arguments`). Ends with a class-coverage check of the final snapshot
+    (benchmarks/class_coverage.py).
     """
     if not FASHION_MNIST.is_dir():
         session.error(f"{FASHION_MNIST} is missing: install it with `apt-get install dataset-fashion-mnist`")
-    arch, *train_args = session.posargs or ["stylegan2"]
+    try:
+        arch, train_args = demo_arguments(session.posargs)
+    except ValueError as exc:
+        session.error(str(exc))
     sgmodels = str(VENV_BIN / "sgmodels")
     data = ROOT / "out" / "demo" / "fmnist32.zip"
     if not data.exists():

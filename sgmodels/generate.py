@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sgmodels.finite import check_finite_images
 from sgmodels.images import to_uint8
 from sgmodels.mixing import mix_ws
+from sgmodels.protocols import LatentGenerator, StyleGenerator, is_style_generator
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -37,7 +39,7 @@ def seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(rows).astype(np.float32)) if rows else torch.zeros(0, z_dim)  # [N, z_dim]
 
 
-def class_labels(G: torch.nn.Module, class_idx: int | None, num: int, device: torch.device) -> torch.Tensor | None:
+def class_labels(G: LatentGenerator, class_idx: int | None, num: int, device: torch.device) -> torch.Tensor | None:
     """One-hot labels [num, c_dim] for a conditional generator, None for an unconditional one.
 
     A conditional generator needs `class_idx`; an unconditional one refuses it (it would be silently ignored).
@@ -78,14 +80,14 @@ def _seeded_noise(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def _inputs(
-    G: torch.nn.Module, seeds: Sequence[int], class_idx: int | None
+    G: LatentGenerator, seeds: Sequence[int], class_idx: int | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Latents [N, z_dim] and labels [N, c_dim] (or None) of the seeds, on the generator's device."""
     device = _device_of(G)
     return seed_latents(seeds, G.z_dim).to(device), class_labels(G, class_idx, len(seeds), device)
 
 
-def _device_of(G: torch.nn.Module) -> torch.device:
+def _device_of(G: LatentGenerator) -> torch.device:
     for tensor in itertools.chain(G.parameters(), G.buffers()):
         return tensor.device
     return torch.device("cpu")
@@ -93,7 +95,7 @@ def _device_of(G: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def generate_images(
-    G: torch.nn.Module,
+    G: LatentGenerator,
     seeds: Sequence[int],
     class_idx: int | None = None,
     truncation_psi: float = 1.0,
@@ -124,6 +126,7 @@ def generate_images(
         with _seeded_noise(int(seeds[part.start]), z.device):
             img = G(z[part], None if c is None else c[part], truncation_psi=truncation_psi,
                     truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)  # [B, C, H, W] float
+        check_finite_images(img, f"generator output for seeds {list(seeds[part])}")
         images.append(to_uint8(img))
     return torch.cat(images)  # [N, C, H, W] uint8
 
@@ -167,8 +170,8 @@ def style_crossovers(styles: Sequence[int], num_ws: int) -> tuple[list[int], tor
     return sources, torch.tensor(crossovers, dtype=torch.int64)
 
 
-def _require_style_based(G: torch.nn.Module) -> None:
-    if getattr(G, "mapping", None) is None or getattr(G, "synthesis", None) is None:
+def _require_style_based(G: LatentGenerator) -> StyleGenerator:
+    if not is_style_generator(G):
         raise ValueError(
             f"style mixing needs a generator with a mapping network and a synthesis network that takes per-layer "
             f"ws; this {type(G).__name__} has none (a traditional generator without mapping feeds z to its first "
@@ -177,11 +180,12 @@ def _require_style_based(G: torch.nn.Module) -> None:
     if int(getattr(G, "num_ws", 0)) < 2:
         raise ValueError(f"style mixing needs per-layer styles (num_ws >= 2); this generator has num_ws = "
                          f"{getattr(G, 'num_ws', 0)} (the latent enters only its first layer)")
+    return G
 
 
 @torch.no_grad()
 def map_seeds(
-    G: torch.nn.Module,
+    G: StyleGenerator,
     seeds: Sequence[int],
     class_idx: int | None = None,
     truncation_psi: float = 1.0,
@@ -198,19 +202,21 @@ def map_seeds(
 
 
 @torch.no_grad()
-def synthesize(G: torch.nn.Module, ws: torch.Tensor, noise_mode: str = "const", batch_size: int = 16,
+def synthesize(G: StyleGenerator, ws: torch.Tensor, noise_mode: str = "const", batch_size: int = 16,
                noise_seed: int = 0) -> torch.Tensor:
     """uint8 images [N, C, H, W] of `G.synthesis` on ws [N, num_ws, w_dim]."""
     _check_noise_mode(noise_mode)
     images = []
     for index, part in enumerate(_batches(ws.shape[0], batch_size)):
         with _seeded_noise(noise_seed + index, ws.device):
-            images.append(to_uint8(G.synthesis(ws[part], noise_mode=noise_mode)))  # [B, C, H, W]
+            img = G.synthesis(ws[part], noise_mode=noise_mode)  # [B, C, H, W] float
+        check_finite_images(img, "synthesis output", first_item=part.start)
+        images.append(to_uint8(img))
     return torch.cat(images)
 
 
 def style_mix(
-    G: torch.nn.Module,
+    G: LatentGenerator,
     row_seeds: Sequence[int],
     col_seeds: Sequence[int],
     styles: Sequence[int],
@@ -225,7 +231,7 @@ def style_mix(
     Cell (r, k) is `G.synthesis` of the row source's ws with the layers in `styles` taken from column source k
     (both mapped with the same truncation). Mixing goes through `sgmodels.mixing.mix_ws`.
     """
-    _require_style_based(G)
+    G = _require_style_based(G)
     if not row_seeds or not col_seeds or not styles:
         raise ValueError("style mixing needs at least one row seed, one column seed and one style layer")
     sources, crossovers = style_crossovers(styles, G.num_ws)

@@ -9,11 +9,13 @@ synthesis`), so evaluation code treats this generator and an official one alike.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import torch
 
 from sgmodels.mapping import MappingNetwork
 from sgmodels.misc import assert_shape
+from sgmodels.protocols import GeneratorModule, SynthesisFn
 from sgmodels.registry import register_network
 
 # synthesis name -> "module:class"; imported on first use.
@@ -23,8 +25,9 @@ SYNTHESIS_NETWORKS: dict[str, str] = {
 }
 
 
-def synthesis_class(name: str) -> type[torch.nn.Module]:
-    """Import and return the synthesis network class registered under `name` in SYNTHESIS_NETWORKS."""
+def synthesis_class(name: str) -> Callable[..., SynthesisFn]:
+    """Import and return the synthesis network class (a torch module) registered under `name` in
+    SYNTHESIS_NETWORKS."""
     if name not in SYNTHESIS_NETWORKS:
         raise ValueError(f"unknown synthesis network {name!r}; known: {', '.join(sorted(SYNTHESIS_NETWORKS))}")
     module_name, class_name = SYNTHESIS_NETWORKS[name].split(":")
@@ -32,7 +35,7 @@ def synthesis_class(name: str) -> type[torch.nn.Module]:
 
 
 @register_network("stylegan2.Generator")
-class Generator(torch.nn.Module):
+class Generator(GeneratorModule):
     """Style-based generator: z [N, z_dim] (+ c [N, c_dim]) -> images [N, img_channels, R, R] in about [-1, 1]."""
 
     def __init__(

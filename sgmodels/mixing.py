@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from sgmodels.misc import assert_shape
+from sgmodels.protocols import StyleGenerator
 
 
 def mix_ws(ws_list: Sequence[torch.Tensor], crossovers: torch.Tensor) -> torch.Tensor:
@@ -67,7 +68,7 @@ def random_crossovers(
 
 
 def mixed_ws(
-    G: torch.nn.Module,  # Generator with `mapping(z, c, truncation_psi=...)`, z_dim and num_ws.
+    G: StyleGenerator,  # Generator with `mapping(z, c, truncation_psi=...)` and num_ws.
     zs: Sequence[torch.Tensor],  # k latents [N, z_dim] each.
     c: torch.Tensor | None = None,  # Labels [N, c_dim] shared by all k latents; None when unconditional.
     crossovers: torch.Tensor | None = None,  # [N, k - 1] ints; None = random_crossovers(N, k, G.num_ws).

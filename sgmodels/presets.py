@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from sgmodels.protocols import GeneratorModule, as_generator
 from sgmodels.registry import build_network
 
 ARCHS = ("stylegan2", "stylegan", "traditional")
@@ -475,7 +476,7 @@ def build_networks(
     config: str,
     device: str | torch.device | None = None,
     **overrides: Any,
-) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
+) -> tuple[GeneratorModule, torch.nn.Module, dict[str, Any]]:
     """Build a preset's generator and discriminator with fresh random weights.
 
     Args:
@@ -491,7 +492,7 @@ def build_networks(
     """
     g_description, d_description, training = network_descriptions(arch, config, **overrides)
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        G = build_network(g_description)
+        G = as_generator(build_network(g_description))
         D = build_network(d_description)
     return G, D, training
 

@@ -24,14 +24,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
 from sgmodels.mapping import MappingNetwork
+from sgmodels.protocols import W_SPACE_ATTRIBUTES, GeneratorModule
 from sgmodels.registry import register_network
 from sgmodels.stylegan1 import SynthesisNetwork
-
-# Attributes that only a generator with a mapping network (a W space) has.
-W_SPACE_ATTRIBUTES = ("mapping", "synthesis", "w_dim", "num_ws")
 
 
 def traditional_synthesis_kwargs(
@@ -68,7 +65,7 @@ def _check_latent_width(z_dim: int, c_dim: int, w_dim: int, map_layers: int) -> 
 
 
 @register_network("traditional.Generator")
-class Generator(nn.Module):
+class Generator(GeneratorModule):
     """Traditional generator: z [N, z_dim] (+ c [N, c_dim]) -> img [N, img_channels, R, R] float32 in about [-1, 1].
 
     Config A of the StyleGAN paper (ProGAN baseline) is `blur_filter=None` (no blur: nearest upsampling only);

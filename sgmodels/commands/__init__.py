@@ -16,6 +16,7 @@ import click
 import torch
 
 from sgmodels.presets import ARCHS, NETWORK_OVERRIDES, PRESETS, TRAINING_OVERRIDES, Override, build_networks
+from sgmodels.protocols import GeneratorModule, as_generator
 from sgmodels.ranges import parse_range
 
 F = Callable[..., Any]
@@ -118,7 +119,7 @@ def pick_device(device: str) -> torch.device:
 
 
 def load_cli_generator(network: str | None, random_init: bool, init_seed: int, device: str,
-                       arch: str | None, config: str | None, overrides: dict[str, Any]) -> torch.nn.Module:
+                       arch: str | None, config: str | None, overrides: dict[str, Any]) -> GeneratorModule:
     """The generator named on the command line, in eval mode on the chosen device.
 
     A snapshot file gives its evaluated generator (G_ema, else G); `--random-init` builds a preset with weights
@@ -132,7 +133,7 @@ def load_cli_generator(network: str | None, random_init: bool, init_seed: int, d
             raise ValueError("--arch, --config and preset overrides apply only with --random-init")
         from sgmodels.snapshot import load_generator
 
-        return load_generator(Path(network), device=target).eval()
+        return as_generator(load_generator(Path(network), device=target)).eval()
     arch, config = resolve_preset(network, arch, config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)

@@ -20,6 +20,16 @@ def _metric_list(ctx: click.Context, param: click.Parameter, value: str | None) 
     return names
 
 
+def _hide_total_kimg(command: click.Command) -> click.Command:
+    """Drop --total-kimg (generated from the preset overrides) from --help: it sets the same training length as
+    --kimg, so one is shown; the alias keeps working for old scripts, with a deprecation warning."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name == "total_kimg":
+            param.hidden = True
+    return command
+
+
+@_hide_total_kimg
 @click.command()
 @click.option("--data", type=str, default=None, metavar="PATH",
               help="dataset zip or image folder (see `sgmodels dataset create`) [required for a new run]")
@@ -27,15 +37,16 @@ def _metric_list(ctx: click.Context, param: click.Parameter, value: str | None) 
               show_default=True, help="parent directory of the run directories")
 @preset_options(training=True)
 @click.option("--kimg", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="training length in thousands of real images [preset total_kimg]")
+              help="training length: stop after this many thousand real images shown to D, counted from the start "
+                   "of the run [preset total_kimg; a resumed run keeps its own unless given]")
 @click.option("--batch-gpu", type=click.IntRange(min=1), default=None,
               help="samples per process and forward pass; smaller than the per-process minibatch = gradient "
                    "accumulation [per-process minibatch]")
 @click.option("--snap", type=click.IntRange(min=1), default=None,
               help="ticks between snapshots, fakes grids and metric evaluations [50; a resumed run keeps its own]")
 @click.option("--tick-kimg", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="thousands of images between progress lines / stats.jsonl records [4; a resumed run keeps its "
-                   "own]")
+              help="thousands of images per tick: one stats.jsonl record and progress line each (progress also "
+                   "shows after the first step and at least every minute) [4; a resumed run keeps its own]")
 @click.option("--seed", type=int, default=None, help="random seed of weights, latents, data order and grids [0]")
 @click.option("--mirror/--no-mirror", default=None, help="x-flip augmentation (mirrored copies of every image)")
 @click.option("--cond/--no-cond", default=None, help="condition G and D on the dataset labels")
@@ -79,6 +90,9 @@ def _options_from_cli(kwargs: dict[str, Any]) -> dict[str, Any]:
     arch, config, overrides = pop_preset_options(kwargs, training=True)
     total_kimg = overrides.pop("total_kimg", None)
     kimg = kwargs.pop("kimg")
+    if total_kimg is not None:
+        click.echo("warning: --total-kimg is a deprecated alias of --kimg (the same training length); use --kimg",
+                   err=True)
     if total_kimg is not None and kimg is not None and float(total_kimg) != float(kimg):
         raise ValueError(f"--kimg {kimg} and --total-kimg {total_kimg} disagree; give one of them")
     quiet = kwargs.pop("quiet")

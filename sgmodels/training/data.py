@@ -15,6 +15,7 @@ import torch.utils.data
 from sgmodels.data.dataset import ImageDataset
 from sgmodels.data.sampler import InfiniteSampler
 from sgmodels.images import image_grid, save_png, to_uint8
+from sgmodels.protocols import LatentGenerator
 from sgmodels.training.distributed import DistributedContext
 
 
@@ -90,7 +91,7 @@ class TrainingImages:
         return self.grid_z.to(device), labels
 
     @torch.no_grad()
-    def save_fakes_grid(self, G: torch.nn.Module, path: Path, batch: int) -> None:
+    def save_fakes_grid(self, G: LatentGenerator, path: Path, batch: int) -> None:
         """Generate the grid with G (constant noise) and write it as a PNG."""
         device = next(G.parameters()).device
         z, c = self.fakes_latents(G.z_dim, device)

@@ -7,11 +7,14 @@ Matches the ADA training loop: parameters are averaged with beta = 0.5 ** (batch
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 
+M = TypeVar("M", bound=torch.nn.Module)
 
-def make_ema_copy(G: torch.nn.Module) -> torch.nn.Module:
+
+def make_ema_copy(G: M) -> M:
     """Deep copy of `G` for averaging: evaluation mode, no gradients."""
     G_ema = copy.deepcopy(G).eval()
     G_ema.requires_grad_(False)

@@ -5,7 +5,8 @@ One minibatch (`training_step`) runs the phases of the official loop (ADA names)
 fresh batch of latents and the same real images; gradients are averaged across processes; then G_ema is updated.
 Progressive growing sets the networks' `lod` buffers and shows the reals at that level of detail, and resets the
 Adam states whenever a level starts or ends fading in (TF v1). Every `tick_kimg` the statistics go to stats.jsonl
-and the progress line; every `snap` ticks (and at the end) a snapshot with the whole training state is written,
+and the progress line (between ticks progress shows right after the first step and then at least every minute, see
+`ProgressPrinter`); every `snap` ticks (and at the end) a snapshot with the whole training state is written,
 followed by a grid of fakes and the optional metric hook. A resumed run continues bit-exactly on the same hardware.
 """
 
@@ -21,7 +22,9 @@ from typing import Any, TypeVar
 
 import torch
 
+from sgmodels.fileio import sweep_stale_temp_files
 from sgmodels.progressive import set_lod
+from sgmodels.protocols import GeneratorModule, is_style_generator
 from sgmodels.registry import describe_network
 from sgmodels.snapshot import load_snapshot, save_snapshot
 from sgmodels.training.data import BatchSource, TrainingImages
@@ -83,9 +86,9 @@ class Session:
     ctx: DistributedContext  # rank, world size, device
     run_dir: Path  # where rank 0 writes
     images: TrainingImages  # dataset, label table and grid
-    G: torch.nn.Module  # generator being trained
+    G: GeneratorModule  # generator being trained
     D: torch.nn.Module  # discriminator
-    G_ema: torch.nn.Module  # moving average of G
+    G_ema: GeneratorModule  # moving average of G
     loss: GANLoss  # losses and the path-length mean
     phases: list[Phase]  # Gmain/Greg/Gboth/Dmain/Dreg/Dboth with their optimizers
     optimizers: dict[str, torch.optim.Optimizer]  # "G", "D"
@@ -207,6 +210,7 @@ def _open_run_dir(session: Session, plan: RunPlan) -> None:
     session.run_dir = Path(broadcast_object(str(run_dir)))
     if not ctx.is_main:
         return
+    sweep_stale_temp_files(session.run_dir)  # half-written snapshots or logs of a killed earlier process
     session.writer = StatsWriter(session.run_dir / "stats.jsonl")
     session.writer.truncate_after(session.counters.cur_nimg / 1000)
     write_json_atomic(session.run_dir / OPTIONS_FILE, {
@@ -283,7 +287,8 @@ def training_step(session: Session) -> None:
     local_batch = sched.batch // ctx.world_size
     real_img, real_c = session.batches.next_batch(local_batch)  # [n, C, H, W] uint8, [n, c_dim]
     real_img = reals_at_lod(real_img.to(torch.float32) / 127.5 - 1, sched.lod)  # [n, C, H, W] in [-1, 1]
-    num_layers = mixing_layers(session.G.num_ws, sched.lod) if session.loss.is_style_based else None
+    G = session.G
+    num_layers = mixing_layers(G.num_ws, sched.lod) if is_style_generator(G) else None
     batch_gpu = min(session.batch_gpu, local_batch)
     for phase in session.phases:
         if counters.batch_idx % phase.interval == 0:
@@ -319,7 +324,9 @@ def _run_phase(session: Session, phase: Phase, real_img: torch.Tensor, real_c: t
 
 
 def _live_progress(session: Session) -> None:
-    if not session.printer.live:
+    """Progress between ticks (kimg, rate, ETA, running losses): right after the first step, then as the printer's
+    cadence allows (a live line on a terminal, a line at least every minute on a pipe)."""
+    if not session.printer.due():
         return
     elapsed = time.time() - session.tick_start_time
     done_kimg = (session.counters.cur_nimg - session.counters.tick_start_nimg) / 1000
@@ -407,6 +414,8 @@ def evaluate_snapshot(session: Session, path: Path) -> None:
     try:
         session.hook(run_dir=session.run_dir, snapshot_path=path, metrics=list(session.options.metrics),
                      training_set=dict(session.images.description), device=session.ctx.device)
+    except ValueError as exc:  # bad data or weights found at snapshot time: the message says what to fix
+        print(f"metric evaluation of {path.name} failed; training continues: {exc}", file=sys.stderr)
     except Exception:  # noqa: BLE001 - a metric failure must not end a long training run
         print(f"metric evaluation of {path.name} failed; training continues:\n{traceback.format_exc()}",
               file=sys.stderr)

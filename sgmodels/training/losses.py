@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sgmodels.mixing import mix_ws, random_crossovers
+from sgmodels.protocols import LatentGenerator, is_style_generator
 
 LOSS_KINDS = ("logistic", "wgangp")
 PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
@@ -168,7 +169,7 @@ class GANLoss:
 
     def __init__(
         self,
-        G: torch.nn.Module,  # generator being trained: mapping + synthesis, or any G(z, c) for WGAN/no-mixing
+        G: LatentGenerator,  # generator being trained: mapping + synthesis, or any G(z, c) for WGAN/no-mixing
         D: torch.nn.Module,  # discriminator D(img, c) -> [N, 1]
         config: LossConfig,  # hyper-parameters
         reduce_mean: Callable[[torch.Tensor], torch.Tensor] | None = None,  # cross-process mean of a scalar
@@ -177,7 +178,7 @@ class GANLoss:
         self.D = D
         self.config = config
         self.reduce_mean = reduce_mean or (lambda value: value)
-        self.is_style_based = hasattr(G, "mapping") and hasattr(G, "synthesis")
+        self.is_style_based = is_style_generator(G)
         if not self.is_style_based and (config.pl_weight > 0 or config.style_mixing_prob > 0):
             raise ValueError(
                 f"{type(G).__name__} has no mapping/synthesis networks: path-length regularisation and style "
@@ -199,15 +200,16 @@ class GANLoss:
         update_emas: let the mapping network update its w_avg tracker (once per iteration, in the D pass).
         """
         labels = c if c.shape[1] > 0 else None
-        if not self.is_style_based:
-            return self.G(z, labels), None
-        ws = self.G.mapping(z, labels, update_emas=update_emas)  # [N, num_ws, w_dim]
+        G = self.G
+        if not is_style_generator(G):
+            return G(z, labels), None
+        ws = G.mapping(z, labels, update_emas=update_emas)  # [N, num_ws, w_dim]
         cutoff = draw_mixing_cutoff(self.config.style_mixing_prob, num_layers or ws.shape[1])
         if cutoff is not None:
-            ws2 = self.G.mapping(torch.randn_like(z), labels, update_emas=False)  # [N, num_ws, w_dim]
+            ws2 = G.mapping(torch.randn_like(z), labels, update_emas=False)  # [N, num_ws, w_dim]
             crossovers = torch.full([ws.shape[0], 1], cutoff, dtype=torch.int64, device=ws.device)  # [N, 1]
             ws = mix_ws([ws, ws2], crossovers)  # [N, num_ws, w_dim]
-        return self.G.synthesis(ws), ws
+        return G.synthesis(ws), ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """D logits float [N, 1] for images [N, C, H, W] and labels [N, c_dim] (c_dim may be 0)."""

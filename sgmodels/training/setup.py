@@ -12,6 +12,7 @@ import torch
 from sgmodels.data.dataset import ImageDataset
 from sgmodels.presets import build_networks
 from sgmodels.progressive import set_lod
+from sgmodels.protocols import GeneratorModule
 from sgmodels.training.distributed import DistributedContext
 from sgmodels.training.losses import LossConfig
 from sgmodels.training.options import TrainOptions
@@ -37,7 +38,7 @@ class Phase:
 class BuiltTraining:
     """Networks and resolved settings of a run."""
 
-    G: torch.nn.Module  # generator (training mode, requires_grad off until its phase)
+    G: GeneratorModule  # generator (training mode, requires_grad off until its phase)
     D: torch.nn.Module  # discriminator (same)
     training: dict[str, Any]  # preset training dict with overrides (JSON)
     loss_config: LossConfig  # loss hyper-parameters

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +27,8 @@ from sgmodels.training.distributed import gather_objects, sum_across_processes
 # Losses shown on the progress line, in order (short name -> statistic).
 PROGRESS_LOSSES = {"G": "Loss/G/loss", "D": "Loss/D/loss", "r1": "Loss/r1_penalty", "pl": "Loss/pl_penalty",
                    "gp": "Loss/wgan/gradient_penalty"}
+# Longest silence between progress lines on a pipe or log file (seconds); terminals get a live line instead.
+PROGRESS_HEARTBEAT_SEC = 60.0
 
 
 class StatsCollector:
@@ -157,25 +159,54 @@ def progress_line(
 
 
 class ProgressPrinter:
-    """Prints a line per tick; on a terminal also rewrites a live line (at most every `interval` seconds)."""
+    """Progress output of rank 0: a permanent line per tick, and progress between ticks.
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 1.0, enabled: bool = True) -> None:
+    Between ticks, a terminal gets a live line rewritten at most every `interval` seconds. Any other stream (a pipe,
+    a log file) gets permanent lines instead: the first right after the first step, so a log shows at once that
+    training runs, then one whenever `heartbeat` seconds have passed without a line (ticks can be many minutes
+    apart on a CPU). Every write is flushed.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,  # default sys.stderr
+        interval: float = 1.0,  # seconds between rewrites of the live line (terminals)
+        enabled: bool = True,  # False = print nothing (--quiet, ranks > 0)
+        heartbeat: float = PROGRESS_HEARTBEAT_SEC,  # longest silence between lines on a non-terminal, seconds
+        clock: Callable[[], float] = time.monotonic,  # seconds; injectable for tests
+    ) -> None:
         self.stream = stream or sys.stderr
         self.interval = interval
         self.enabled = enabled
+        self.heartbeat = heartbeat
+        self.clock = clock
         self.live = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last = 0.0
+        self._last_live: float | None = None  # clock of the last live-line rewrite
+        self._last_line: float | None = None  # clock of the last permanent line
+        self._updated = False  # has update() written anything yet?
         self._live_shown = False
 
+    def due(self) -> bool:
+        """Whether `update` would write now (callers skip building the line otherwise)."""
+        if not self.enabled:
+            return False
+        now = self.clock()
+        if self.live:
+            return self._last_live is None or now - self._last_live >= self.interval
+        return not self._updated or self._last_line is None or now - self._last_line >= self.heartbeat
+
     def update(self, line: str) -> None:
-        """Rewrite the live line (terminals only, rate-limited)."""
-        now = time.monotonic()
-        if not self.live or now - self._last < self.interval:
+        """Progress between ticks: rewrite the live line (terminals) or print a permanent line when one is due."""
+        if not self.due():
             return
-        self._last = now
-        self.stream.write("\r\033[K" + line)
-        self.stream.flush()
-        self._live_shown = True
+        self._updated = True
+        if self.live:
+            self._last_live = self.clock()
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+            self._live_shown = True
+        else:
+            self.print(line)
 
     def print(self, line: str) -> None:
         """Write a permanent line (replacing the live line)."""
@@ -185,3 +216,4 @@ class ProgressPrinter:
         self.stream.write(prefix + line + "\n")
         self.stream.flush()
         self._live_shown = False
+        self._last_line = self.clock()
