@@ -3,8 +3,9 @@
 The public API is exported lazily (importing `sgeval` imports neither torch nor the networks):
 
     import sgeval
+    value = sgeval.fid("generated/", "ffhq.zip")       # one number (also kid, precision_recall, inception_score)
     result = sgeval.evaluate("fid50k_full", "runs/00000/network-snapshot-000500.safetensors", num_gen=5000)
-    results = sgeval.evaluate_many(["fid50k_full", "kid50k_full"], "generated/", "ffhq.zip")
+    results = sgeval.evaluate(["fid50k_full", "kid50k_full"], "generated/", "ffhq.zip")  # features shared
     table = sgeval.load_results("runs/00000")
 """
 
@@ -16,6 +17,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "fid": "sgeval.api",
+    "kid": "sgeval.api",
+    "inception_score": "sgeval.api",
+    "precision_recall": "sgeval.api",
     "evaluate": "sgeval.runner",
     "evaluate_many": "sgeval.runner",
     "resolve_protocol": "sgeval.runner",

@@ -35,7 +35,8 @@ class Protocol:
     metric: str  # registered metric function (sgeval.metrics.registry), e.g. "fid"
     settings: Any  # the metric's frozen settings dataclass instance (None if the metric has none)
     num_gen: int  # generated samples
-    num_real: int | None  # at most this many reals, first items in dataset order; None = the whole dataset
+    num_real: int | None  # at most this many reals, first items in dataset order; None = the whole dataset (or none,
+    # for a metric of the generated side only, e.g. is50k)
     real_xflip: RealFlip  # "off": reals never mirrored; "dataset": mirrored as the dataset / training run says
     detector: str | None  # sgeval.features registry name; None for generator metrics with their own networks
     kind: MetricKind  # "feature" or "generator", as the metric
@@ -146,6 +147,7 @@ def list_protocols() -> list[Protocol]:
 
 def _builtin_protocols() -> list[Protocol]:
     """The official feature protocols (metrics_spec.md sections 1 and 2), plus one documented extension."""
+    from sgeval.metrics.inception_score import ISSettings
     from sgeval.metrics.precision_recall import DensityCoverageSettings, PrecisionRecallSettings
 
     inception, vgg = "inception-v3-tf", "vgg16-fc2"  # sgeval.features extractors: pool3 2048-d, fc2+ReLU 4096-d
@@ -166,6 +168,9 @@ def _builtin_protocols() -> list[Protocol]:
          "stylegan2-ada-pytorch: up to 200k reals, no flips, k=3, <=; float32 distances (ADA: float16)"),
         ("pr50k3", "pr", pr, 50_000, "dataset", vgg, True,
          "StyleGAN2 TF / ADA legacy pr50k3: first 50k reals, k=3, <=; float32 distances (NVIDIA: float16)"),
+        ("is50k", "is", ISSettings(num_splits=10), None, "off", "inception-v3-tf-logits", True,
+         "stylegan2-ada-pytorch is50k: 50k generated, no reals; softmax of the logits without output bias, 10 "
+         "consecutive splits, mean and std of exp(mean KL); torch-fidelity isc with samples_shuffle=False"),
         ("prdc50k5", "prdc", DensityCoverageSettings(k=5), 50_000, "off", vgg, False,
          "sgeval extension (not NVIDIA): Naeem et al. 2020 density/coverage, k=5, strict <, on the pr50k3 VGG16 "
          "fc2 features, equal real and generated counts"),

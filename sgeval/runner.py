@@ -13,9 +13,20 @@ Rows are kept whenever a metric needs them (KID, precision/recall) or counts dif
 cut from rows); otherwise only float64 moments are accumulated (FID alone: O(D^2) memory whatever N is). Every
 extraction goes through `sgeval.extract.extract_features` and its content-hashed cache.
 
+Re-use across calls: with a cache, every extraction keeps both the rows and the moments when the rows fit in
+`CACHE_ROWS_MAX_BYTES`, so a later call over the same source and detector hits the same entry whatever its metric
+needs (`sgeval fid X` then `sgeval kid X`, or `sgeval.fid` then `sgeval.kid`, extract once). A moments-only entry
+(FID on more rows than the budget) cannot serve a metric that needs rows; that one extracts again.
+
+Honest names: when the evaluated source has fewer items than a protocol asks (a folder of 200 images for a 50k
+protocol), the result is named after the count actually used (`Protocol.with_counts`, e.g. `fid50k_full@gen200`)
+and records the requested protocol in `extra["requested_protocol"]`. Real counts are caps ("at most"), so fewer
+reals keep the name; `num_real` of every record is the count used.
+
 Real data: `data` is an image folder, a dataset zip, a statistics `.npz`, or an ImageSource / StatisticsSource. When
 `data` is None and the network is an sgmodels snapshot, the training set recorded in the snapshot metadata
-(`metadata["training_set"]["path"]`, with its `xflip`) is used. Results of a snapshot written by training (its
+(`metadata["training_set"]["path"]`, with its `xflip`) is used. Metrics of the generated side only (the Inception
+Score, `is50k`) read no reals, so they need no reference. Results of a snapshot written by training (its
 metadata records `kimg` or `training_options`) are appended to `<snapshot folder>/metric-<protocol>.jsonl`, the
 run directory; `run_dir` names another folder, `run_dir=False` disables writing.
 """
@@ -26,17 +37,20 @@ import dataclasses
 import os
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
+from sgeval.atomic import sweep_stale_temp_files
 from sgeval.cache import FeatureCache
 from sgeval.featureset import FeatureSet
 from sgeval.metrics.registry import ComputeOptions, get_metric
 from sgeval.protocols import Protocol, get_protocol
 from sgeval.results import MetricResult, append_result
 
-__all__ = ["DataNotGivenError", "evaluate", "evaluate_many", "parse_count", "resolve_protocol"]
+__all__ = ["DataNotGivenError", "capture_for_cache", "evaluate", "evaluate_many", "open_cache", "parse_count",
+           "resolve_protocol"]
 
 PathLike = str | os.PathLike[str]
 _DERIVED = re.compile(r"^(?P<base>[A-Za-z0-9_]+)@(?P<parts>(?:gen|real)[0-9a-z]+(?:-(?:gen|real)[0-9a-z]+)?)$")
@@ -87,7 +101,7 @@ def resolve_protocol(protocol: str | Protocol, num_gen: int | None = None, num_r
         resolved = resolved.with_counts(num_gen=num_gen, num_real=num_real)
     if resolved.kind != "feature" or resolved.detector is None:
         raise ValueError(f"protocol {resolved.name!r} is a generator-space metric ({resolved.metric}); the feature "
-                         "runner evaluates only FID, KID and precision/recall protocols")
+                         "runner evaluates only FID, KID, precision/recall and Inception Score protocols")
     return resolved
 
 
@@ -193,6 +207,16 @@ def _data_location(data: Any, snapshot: Path | None, metadata: Mapping[str, Any]
                             "with --data (an image folder, a dataset .zip or a statistics .npz)")
 
 
+def _open_reals(data: Any, snapshot: Path | None, metadata: Mapping[str, Any], protocols: list[Protocol]) -> _RealSides:
+    """The reference sides; without data, protocols of the generated side only (is50k) run without one."""
+    try:
+        return _RealSides(_data_location(data, snapshot, metadata))
+    except DataNotGivenError as missing:
+        if any(get_metric(protocol.metric).uses_reals for protocol in protocols):
+            raise
+        return _RealSides(None, missing)
+
+
 def _snapshot_metadata(snapshot: Path) -> dict[str, Any]:
     from sgeval.sources.sgmodels_adapter import snapshot_metadata
 
@@ -202,13 +226,16 @@ def _snapshot_metadata(snapshot: Path) -> dict[str, Any]:
 class _RealSides:
     """Real-image sources opened on demand, one per x-flip setting (sources cache their fingerprints)."""
 
-    def __init__(self, location: Any) -> None:
-        self.location = location
+    def __init__(self, location: Any, missing: DataNotGivenError | None = None) -> None:
+        self.location = location  # None only with `missing`: no reference, and only generated-side metrics asked
+        self.missing = missing  # raised when reals are needed after all (labels of a conditional generator)
         self._opened: dict[bool, Any] = {}
 
     def get(self, xflip: bool) -> Any:
         from sgeval.sources import ImageSource, StatisticsSource, open_source
 
+        if self.location is None and self.missing is not None:
+            raise self.missing
         if not isinstance(self.location, (str, os.PathLike)):
             if not isinstance(self.location, (ImageSource, StatisticsSource)):
                 raise TypeError(f"data must be a path, an ImageSource or a StatisticsSource, got "
@@ -246,6 +273,9 @@ class _Extracted:
         return FeatureSet.from_features(self.features.features[:count], meta=self.features.meta)
 
 
+CACHE_ROWS_MAX_BYTES = 2**31  # with a cache, rows up to this size (float32) are kept for later calls' metrics
+
+
 @dataclasses.dataclass
 class _Request:
     """What one side of one detector must extract for a group of protocols."""
@@ -253,10 +283,22 @@ class _Request:
     counts: set[int | None] = dataclasses.field(default_factory=set)  # per-protocol counts (None: all items)
     need_rows: bool = False  # some metric needs every row
 
-    def capture(self) -> tuple[bool, bool]:
-        """(capture_all, capture_mean_cov) for extract_features."""
-        rows = self.need_rows or len(self.counts) > 1  # prefixes are cut from rows
-        return rows, not rows
+    def capture(self, cached: bool, rows_bytes: int | None) -> tuple[bool, bool]:
+        """(capture_all, capture_mean_cov) for extract_features (see `capture_for_cache`)."""
+        return capture_for_cache(self.need_rows or len(self.counts) > 1, cached, rows_bytes)  # prefixes need rows
+
+
+def capture_for_cache(need_rows: bool, cached: bool, rows_bytes: int | None) -> tuple[bool, bool]:
+    """(capture_all, capture_mean_cov) for `extract_features` of a call that needs rows or not.
+
+    Without a cache only what this call needs; with one, rows and moments both (rows while `rows_bytes`, the float32
+    size of all rows, is within CACHE_ROWS_MAX_BYTES), so that the cache entry serves any later metric over the same
+    source and detector with the same numbers.
+    """
+    if not cached:
+        return need_rows, not need_rows
+    fits = rows_bytes is not None and rows_bytes <= CACHE_ROWS_MAX_BYTES
+    return need_rows or fits, True
 
 
 def _side_count(count: int | None, source: Any) -> int | None:
@@ -274,8 +316,11 @@ def _side_count(count: int | None, source: Any) -> int | None:
 def _extract(source: Any, extractor: Any, request: _Request, options: _RunOptions) -> _Extracted:
     from sgeval.extract import extract_features
 
-    capture_all, capture_mean_cov = request.capture()
     counts = [count for count in request.counts if count is not None]
+    num_items = max(counts) if counts else getattr(source, "num_items", None)
+    rows_bytes = None if num_items is None else 4 * int(num_items) * int(extractor.feature_dim)  # float32 rows
+    cached = options.cache is not None and getattr(source, "kind", None) != "statistics"  # files hold what they hold
+    capture_all, capture_mean_cov = request.capture(cached, rows_bytes)
     started = time.perf_counter()
     features = extract_features(source, extractor, num_items=max(counts) if counts else None,
                                 batch_size=options.batch_size, device=options.device, seed=options.seed,
@@ -295,7 +340,8 @@ class _RunOptions:
     progress: bool
 
 
-def _open_cache(cache: bool | FeatureCache | PathLike | None) -> FeatureCache | None:
+def open_cache(cache: bool | FeatureCache | PathLike | None) -> FeatureCache | None:
+    """The feature cache for a `cache` option: True = the project cache, False/None = none, or a folder."""
     if cache is None or cache is False:
         return None
     if cache is True:
@@ -309,14 +355,21 @@ def _open_cache(cache: bool | FeatureCache | PathLike | None) -> FeatureCache | 
 
 def _detector_weights_for(detector: str, detector_weights: PathLike | Mapping[str, PathLike] | None,
                           detectors: set[str]) -> PathLike | None:
-    """The explicit weights file of one detector; a single path is only unambiguous for a single detector."""
+    """The explicit weights file of one detector; a single path is only unambiguous for a single detector.
+
+    A mapping names registered detectors ({"inception-v3-tf": path, "vgg16-fc2": path}); entries for detectors that
+    these protocols do not use are ignored, so one set of files serves every command.
+    """
     if detector_weights is None:
         return None
     if isinstance(detector_weights, Mapping):
-        unknown = set(detector_weights) - detectors
+        from sgeval.features.registry import list_extractors
+
+        known = [spec.name for spec in list_extractors()]
+        unknown = sorted(set(detector_weights) - set(known))
         if unknown:
-            raise ValueError(f"detector weights given for {sorted(unknown)}, but these protocols use "
-                             f"{sorted(detectors)}")
+            raise ValueError(f"detector weights given for unknown detector(s) {', '.join(unknown)}; detector names: "
+                             f"{', '.join(known)}")
         return detector_weights.get(detector)
     if len(detectors) > 1:
         raise ValueError(f"one --detector-weights file cannot serve several detectors ({', '.join(sorted(detectors))})"
@@ -360,39 +413,51 @@ def evaluate_many(
     if not protocols:
         raise ValueError("no protocols to evaluate")
     resolved = [resolve_protocol(name, num_gen, num_real) for name in protocols]
-    options = _RunOptions(seed=int(seed), device=str(device), batch_size=int(batch_size), cache=_open_cache(cache),
+    options = _RunOptions(seed=int(seed), device=str(device), batch_size=int(batch_size), cache=open_cache(cache),
                           progress=progress)
     snapshot = _snapshot_path(network_or_source)
     metadata = {} if snapshot is None else _snapshot_metadata(snapshot)
-    reals = _RealSides(_data_location(data, snapshot, metadata))
+    reals = _open_reals(data, snapshot, metadata, resolved)
     network = _open_network(network_or_source, options.device, snapshot, metadata, reals)
     if data_xflip is None:
         data_xflip = bool(_recorded_training_set(metadata).get("xflip", False))
     # resolve_protocol rejects protocols without a detector; the filter only tells the type checker
     detectors = {protocol.detector for protocol in resolved if protocol.detector is not None}
-    results: dict[str, MetricResult] = {}
+    results: dict[int, MetricResult] = {}  # by position in `resolved` (honest names may differ from the asked ones)
     for detector in sorted(detectors):
-        group = [protocol for protocol in resolved if protocol.detector == detector]
+        group = [(index, protocol) for index, protocol in enumerate(resolved) if protocol.detector == detector]
         extractor = _build_extractor(detector, options, weights_dir, allow_download,
                                      _detector_weights_for(detector, detector_weights, detectors))
-        for protocol, result in _evaluate_group(group, extractor, network, reals, data_xflip, options):
-            results[protocol.name] = result
-    ordered = [results[protocol.name] for protocol in resolved]
-    target = _run_dir(run_dir, network)
-    if target is not None:
-        for result in ordered:
-            append_result(target, result)
+        group_results = _evaluate_group([protocol for _index, protocol in group], extractor, network, reals,
+                                        data_xflip, options)
+        results.update(zip([index for index, _protocol in group], group_results, strict=True))
+    ordered = [results[index] for index in range(len(resolved))]
+    _append_results(run_dir, network, ordered)
     return ordered
 
 
+@overload
+def evaluate(protocol: str | Protocol, network_or_source: Any, data: Any = None, **kwargs: Any) -> MetricResult: ...
+
+
+@overload
+def evaluate(protocol: Sequence[str | Protocol], network_or_source: Any, data: Any = None,
+             **kwargs: Any) -> list[MetricResult]: ...
+
+
 def evaluate(
-    protocol: str | Protocol,  # protocol name or object
+    protocol: str | Protocol | Sequence[str | Protocol],  # protocol name or object, or a list of them
     network_or_source: Any,  # snapshot path, image folder/zip, generator object, or ImageSource
     data: Any = None,  # reference; None = the snapshot's training set
     **kwargs: Any,  # every keyword option of `evaluate_many`
-) -> MetricResult:
-    """Evaluate one protocol (see `evaluate_many` for the options, returns and errors)."""
-    return evaluate_many([protocol], network_or_source, data, **kwargs)[0]
+) -> MetricResult | list[MetricResult]:
+    """Evaluate one protocol (a MetricResult), or a list of them (a list, sharing features as `evaluate_many`).
+
+    See `evaluate_many` for the options, returns and errors.
+    """
+    if isinstance(protocol, (str, Protocol)):
+        return evaluate_many([protocol], network_or_source, data, **kwargs)[0]
+    return evaluate_many(list(protocol), network_or_source, data, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -408,71 +473,118 @@ def _build_extractor(detector: str, options: _RunOptions, weights_dir: PathLike 
 
 
 def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, reals: _RealSides, data_xflip: bool,
-                    options: _RunOptions) -> list[tuple[Protocol, MetricResult]]:
-    """Extract each side once for all protocols of one detector, then run every metric."""
+                    options: _RunOptions) -> list[MetricResult]:
+    """Extract each side once for all protocols of one detector, then run every metric (results in group order)."""
     gen_request = _Request()
     real_requests: dict[bool, _Request] = {}  # by real_xflip
-    plan: list[tuple[Protocol, bool, int, int | None]] = []  # protocol, xflip, generated count, real count
+    # protocol, real x-flip (None: the metric reads no reals), generated count, real count
+    plan: list[tuple[Protocol, bool | None, int, int | None]] = []
     for protocol in group:
-        needs_rows = get_metric(protocol.metric).needs == "features"
-        xflip = protocol.real_xflip == "dataset" and data_xflip
-        real_source = reals.get(xflip)
+        spec = get_metric(protocol.metric)
         gen_count = _side_count(protocol.num_gen, network.source)
         if gen_count is None:  # _open_network rejects a statistics file as the evaluated source
             raise RuntimeError("internal: the evaluated source has no item count")
-        real_count = _side_count(protocol.num_real, real_source)
         gen_request.counts.add(gen_count)
-        gen_request.need_rows |= needs_rows
+        gen_request.need_rows |= spec.needs == "features"
+        if not spec.uses_reals:
+            plan.append((protocol, None, gen_count, None))
+            continue
+        xflip = protocol.real_xflip == "dataset" and data_xflip
+        real_count = _side_count(protocol.num_real, reals.get(xflip))
         request = real_requests.setdefault(xflip, _Request())
         request.counts.add(real_count)
-        request.need_rows |= needs_rows
+        request.need_rows |= spec.needs == "features"
         plan.append((protocol, xflip, gen_count, real_count))
     generated = _extract(network.source, extractor, gen_request, options)
     real_sets = {xflip: _extract(reals.get(xflip), extractor, request, options)
                  for xflip, request in real_requests.items()}
     out = []
-    for protocol, xflip, gen_count, real_count in plan:
-        real = real_sets[xflip]
-        gen_set = generated.prefix(gen_count)
-        real_set = real.features if real_count is None else real.prefix(real_count)
-        out.append((protocol, _run_metric(protocol, gen_set, real_set, extractor, network, reals.get(xflip),
-                                          (generated, real), options)))
+    for protocol, flip, gen_count, real_count in plan:
+        real = None if flip is None else real_sets[flip]
+        real_set = None
+        if real is not None:
+            real_set = real.features if real_count is None else real.prefix(real_count)
+        out.append(_run_metric(protocol, generated.prefix(gen_count), real_set, extractor, network,
+                               None if flip is None else reals.get(flip), (generated, real), options))
     return out
 
 
-def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet, extractor: Any, network: _Network,
-                real_source: Any, extractions: tuple[_Extracted, _Extracted], options: _RunOptions) -> MetricResult:
+def _honest_protocol(protocol: Protocol, num_gen: int | None) -> Protocol:
+    """`protocol`, or its variant named after the generated count actually used when the evaluated source had fewer
+    items than the protocol asks (a 50k protocol over a folder of 200 images is `fid50k_full@gen200`).
+
+    Only the generated count is exact in a protocol; its real count is a cap ("at most", in dataset order, as the
+    official `max_real`), so fewer reals keep the official name and the record's `num_real` says how many were used.
+    """
+    if num_gen is None or num_gen >= protocol.num_gen:
+        return protocol
+    return protocol.with_counts(num_gen=num_gen, num_real=protocol.num_real)
+
+
+def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, extractor: Any, network: _Network,
+                real_source: Any, extractions: tuple[_Extracted, _Extracted | None],
+                options: _RunOptions) -> MetricResult:
+    """One metric on extracted features -> its MetricResult (`real` None for metrics of the generated side only)."""
     spec = get_metric(protocol.metric)
     started = time.perf_counter()
     values = spec.fn(gen, real, protocol.settings, ComputeOptions(seed=options.seed, device=options.device))
     metric_seconds = time.perf_counter() - started
     gen_extract, real_extract = extractions
+    real_seconds = 0.0 if real_extract is None else real_extract.seconds
     kimg = network.metadata.get("kimg")
+    honest = _honest_protocol(protocol, gen.num_items)
+    asked = {} if honest is protocol else {"requested_protocol": protocol.name}
     return MetricResult.from_protocol(
-        protocol,
+        honest,
         values,
         num_gen=gen.num_items,
-        num_real=real.num_items,
+        num_real=None if real is None else real.num_items,
         seed=options.seed,
         network_fingerprint=network.source.fingerprint(),
-        data_fingerprint=real_source.fingerprint(),
+        data_fingerprint=None if real_source is None else real_source.fingerprint(),
         detector=extractor.name,
         detector_sha256=extractor.weights_sha256,
         snapshot=None if network.snapshot is None else str(network.snapshot),
         kimg=float(kimg) if isinstance(kimg, (int, float)) else None,
-        total_time=gen_extract.seconds + real_extract.seconds + metric_seconds,
+        total_time=gen_extract.seconds + real_seconds + metric_seconds,
         extra={
+            **asked,
             "detector": extractor.provenance(),
             "source": network.source.describe(),
             "labels": network.labels,
-            "data": real_source.describe(),
+            "data": None if real_source is None else real_source.describe(),
             "device": options.device,
             "batch_size": options.batch_size,
-            "cache_hit": {"generated": gen_extract.cache_hit, "real": real_extract.cache_hit},
-            "timing_s": {"extract_generated": round(gen_extract.seconds, 3),
-                         "extract_real": round(real_extract.seconds, 3), "metric": round(metric_seconds, 3)},
+            "cache_hit": {"generated": gen_extract.cache_hit,
+                          "real": None if real_extract is None else real_extract.cache_hit},
+            "timing_s": {"extract_generated": round(gen_extract.seconds, 3), "extract_real": round(real_seconds, 3),
+                         "metric": round(metric_seconds, 3)},
         },
     )
+
+
+class ResultWriteWarning(UserWarning):
+    """The results could not be appended to the run directory; they are still returned (and printed by the CLI)."""
+
+
+def _append_results(run_dir: PathLike | bool | None, network: _Network, results: list[MetricResult]) -> None:
+    """Append one JSONL line per result to the run directory (sweeping temp files that a killed writer left there).
+
+    A folder that cannot be written (read-only, full disk) must not throw away finished work: it warns, naming the
+    folder and what to do, and the caller still returns the results.
+    """
+    target = _run_dir(run_dir, network)
+    if target is None:
+        return
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temp_files(target)
+        for result in results:
+            append_result(target, result)
+    except OSError as exc:
+        warnings.warn(f"could not write the results to {target} ({exc.strerror or exc}); they are returned and "
+                      "printed but not recorded there. Give a writable folder with --run-dir (run_dir= in Python; "
+                      "run_dir=False writes nothing).", ResultWriteWarning, stacklevel=3)
 
 
 def _run_dir(run_dir: PathLike | bool | None, network: _Network) -> Path | None:
@@ -480,9 +592,7 @@ def _run_dir(run_dir: PathLike | bool | None, network: _Network) -> Path | None:
     if run_dir is False:
         return None
     if run_dir is not None and run_dir is not True:
-        target = Path(run_dir).expanduser()
-        target.mkdir(parents=True, exist_ok=True)
-        return target
+        return Path(run_dir).expanduser()
     if network.snapshot is not None and ("kimg" in network.metadata or "training_options" in network.metadata):
         return network.snapshot.parent
     if run_dir is True:

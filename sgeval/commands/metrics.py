@@ -1,4 +1,5 @@
-"""`sgeval fid|kid|pr|calc|list`: evaluate feature protocols from the command line (thin layer over sgeval.runner).
+"""`sgeval fid|kid|pr|is|calc|stats|list`: evaluate feature protocols and write reference statistics from the command
+line (thin layer over sgeval.runner and sgeval.reference_stats).
 
 Every expected failure (missing or corrupt weights, unreadable or empty data, a bad snapshot, an unknown protocol, no
 reference data) is a click error: one message on stderr, exit status 1, no traceback. Python warnings (unverified
@@ -17,7 +18,8 @@ from typing import Any
 
 import click
 
-__all__ = ["calc_command", "fid_command", "kid_command", "list_command", "pr_command"]
+__all__ = ["calc_command", "fid_command", "is_command", "kid_command", "list_command", "pr_command",
+           "stats_command"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -39,6 +41,37 @@ def _count(ctx: click.Context, param: click.Parameter, value: str | None) -> int
     return count
 
 
+def _detector_weights(ctx: click.Context, param: click.Parameter,
+                      values: tuple[str, ...]) -> Path | dict[str, Path] | None:
+    """Click callback: one bare PATH (a single detector), or NAME=PATH pairs (one file per detector name)."""
+    from sgeval.features.registry import list_extractors
+
+    names = [spec.name for spec in list_extractors()]
+    bare: list[Path] = []
+    named: dict[str, Path] = {}
+    for value in values:
+        name, separator, rest = value.partition("=")
+        if separator and not Path(value).expanduser().is_file():  # a file whose name holds "=" is still a path
+            if name not in names:
+                raise click.BadParameter(f"unknown detector {name!r} in {value!r}; detector names: "
+                                         f"{', '.join(names)}")
+            if name in named:
+                raise click.BadParameter(f"two files for detector {name!r}")
+            named[name] = _existing_file(rest)
+        else:
+            bare.append(_existing_file(value))
+    if bare and (named or len(bare) > 1):
+        raise click.BadParameter("give one bare PATH (one detector) or NAME=PATH for every file, not both")
+    return bare[0] if bare else (named or None)
+
+
+def _existing_file(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise click.BadParameter(f"no such file: {value}")
+    return path
+
+
 _OPTIONS = [
     click.option("--data", "data", type=click.Path(exists=True, path_type=Path), default=None,
                  help="Reference: image folder, dataset .zip or statistics .npz [default: the training set recorded "
@@ -55,8 +88,11 @@ _OPTIONS = [
     click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table."),
     click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Extra folder searched first for detector weights files."),
-    click.option("--detector-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                 help="Detector weights file to use as given (custom or test weights; its sha256 is recorded)."),
+    click.option("--detector-weights", "detector_weights", multiple=True, callback=_detector_weights,
+                 metavar="[NAME=]PATH",
+                 help="Detector weights file to use as given (custom or test weights; its sha256 is recorded). "
+                      "Repeat as NAME=PATH to give one file per detector (see `sgeval list`), e.g. "
+                      "--detector-weights inception-v3-tf=incep.pth --detector-weights vgg16-fc2=vgg.pt."),
     click.option("--allow-download", is_flag=True,
                  help="Download missing detector weights (never when SGEVAL_OFFLINE=1)."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
@@ -124,7 +160,7 @@ def _run(protocols: list[str], source: str, data: Path | None, **options: Any) -
         if len(networks) > 1 or network != source:
             click.echo(f"evaluating {network}", err=True)
         results += _run_one(protocols, network, data, **options)
-    _print(results, as_json, single=len(results) == 1)
+    _print(results, as_json, single=len(results) == 1, per_snapshot=len(networks) > 1)
     return results
 
 
@@ -156,7 +192,8 @@ def _run_one(protocols: list[str], source: str, data: Path | None, **options: An
     return results
 
 
-def _print(results: list[Any], as_json: bool, single: bool) -> None:
+def _print(results: list[Any], as_json: bool, single: bool, per_snapshot: bool = False) -> None:
+    """Results as JSON or a table; with several snapshots the table names each row's snapshot and kimg."""
     if as_json:
         records = [result.to_official_dict() for result in results]
         click.echo(json.dumps(records[0] if single else records, indent=1, default=str))
@@ -165,10 +202,17 @@ def _print(results: list[Any], as_json: bool, single: bool) -> None:
 
     rows = []
     for result in results:
+        where = [Path(result.snapshot).name if result.snapshot else "", _format_kimg(result.kimg)]
         for key, value in result.values.items():
-            rows.append([result.official_key(key), _format_value(value), result.num_gen, result.num_real,
+            rows.append([*(where if per_snapshot else []), result.official_key(key), _format_value(value),
+                         result.num_gen, result.num_real,
                          f"{result.total_time:.1f}" if result.total_time is not None else ""])
-    click.echo(tabulate(rows, headers=["metric", "value", "gen", "real", "seconds"], tablefmt="simple"))
+    headers = ["metric", "value", "gen", "real", "seconds"]
+    click.echo(tabulate(rows, headers=(["snapshot", "kimg"] if per_snapshot else []) + headers, tablefmt="simple"))
+
+
+def _format_kimg(kimg: float | None) -> str:
+    return "" if kimg is None else f"{kimg:g}"
 
 
 def _format_value(value: float) -> str:
@@ -235,6 +279,23 @@ def pr_command(source: str, protocol: str, data: Path | None, **options: Any) ->
     _run([protocol], source, data, **options)
 
 
+@click.command("is")
+@click.argument("source", type=click.Path(exists=True))
+@_protocol_option(("is",), "is50k")
+@_evaluation_options
+def is_command(source: str, protocol: str, data: Path | None, **options: Any) -> None:
+    """Inception Score (mean and std over 10 splits) of SOURCE; needs no reference data.
+
+    --data only supplies the labels of a class-conditional generator (default: the snapshot's training set).
+
+    \b
+    Examples:
+      sgeval is runs/00000/network-snapshot-000500.safetensors --device cuda
+      sgeval is generated/ --json
+    """
+    _run([protocol], source, data, **options)
+
+
 @click.command("calc")
 @click.option("--metrics", "metric_list", required=True, metavar="NAMES",
               help="Comma-separated protocols, e.g. fid50k_full,kid50k_full,pr50k3_full (see `sgeval list`).")
@@ -256,7 +317,75 @@ def calc_command(metric_list: str, source: str, data: Path | None, **options: An
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# stats
+
+
+def _detector_names() -> list[str]:
+    from sgeval.features.registry import list_extractors
+
+    return [spec.name for spec in list_extractors()]
+
+
+@click.command("stats")
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@_protocol_option(("fid",), "fid50k_full")
+@click.option("--detector", type=click.Choice(_detector_names()), default=None,
+              help="Detector to use instead of the protocol's.")
+@click.option("--num-real", callback=_count, default=None, metavar="N",
+              help="At most N reals (first in dataset order) instead of the protocol's.")
+@click.option("--xflip", is_flag=True, help="Mirror the reals (protocols whose x-flip follows the dataset).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda or cuda:1.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images per feature-extractor call (does not change the result).")
+@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Extra folder searched first for detector weights files.")
+@click.option("--detector-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Detector weights file to use as given (its sha256 is recorded in OUT).")
+@click.option("--allow-download", is_flag=True, help="Download missing detector weights (never when SGEVAL_OFFLINE=1).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the provenance record as JSON.")
+def stats_command(data: Path, out: Path, protocol: str, no_cache: bool, no_progress: bool, as_json: bool,
+                  **options: Any) -> None:
+    """Write FID reference statistics of DATA (image folder or dataset .zip) to OUT.npz, with provenance.
+
+    OUT holds `mu` and `sigma` (covariance / (N-1)), readable by pytorch-fid and clean-fid, plus the detector, its
+    weights sha256, resize policy, image count, protocol, x-flip and data fingerprint. Used as `--data OUT.npz`,
+    statistics made with another detector or weights file are refused.
+
+    \b
+    Examples:
+      sgeval stats ffhq.zip ffhq-fid50k_full.npz
+      sgeval stats ffhq.zip ffhq-fid50k.npz --protocol fid50k --xflip --device cuda
+      sgeval fid G.safetensors --data ffhq-fid50k_full.npz
+    """
+    from sgeval.reference_stats import compute_reference_statistics
+
+    try:
+        with _warnings_as_lines():
+            record = compute_reference_statistics(data, out, protocol=protocol, cache=not no_cache,
+                                                  progress=not no_progress, **options)
+    except (ValueError, TypeError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(record, indent=1))
+    else:
+        click.echo(f"wrote {out}: {record['num_items']} images, {record['detector']['name']} "
+                   f"(weights sha256 {record['detector']['weights_sha256']}), protocol {record['protocol']}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # list
+
+
+def _real_count_label(protocol: Any) -> str | int:
+    """The real count of a protocol for listings: a number, "all", or "-" for metrics that read no reals (IS)."""
+    from sgeval.metrics.registry import get_metric
+
+    if not get_metric(protocol.metric).uses_reals:
+        return "-"
+    return "all" if protocol.num_real is None else protocol.num_real
 
 
 @click.command("list")
@@ -285,7 +414,7 @@ def list_command(as_json: bool) -> None:
                             "description": spec.description} for spec in extractors],
         }, indent=1))
         return
-    click.echo(tabulate([[p.name, p.metric, p.num_gen, "all" if p.num_real is None else p.num_real, p.real_xflip,
+    click.echo(tabulate([[p.name, p.metric, p.num_gen, _real_count_label(p), p.real_xflip,
                           p.detector or "", "yes" if p.official else "no"] for p in protocols],
                         headers=["protocol", "metric", "gen", "real", "real x-flip", "detector", "official"]))
     click.echo()

@@ -13,6 +13,11 @@ Two ways to run it, registered together as "inception-v3-tf" and told apart by t
 
 The two are independent translations of the same TF graph; they agree closely but are not bit-identical (their
 resize code differs), so the weights sha256 in the cache key keeps their features apart.
+
+"inception-v3-tf-logits" is the same network's classifier head for the Inception Score: the 1008 logits WITHOUT the
+output bias (`pool3 @ fc.weight.T`, torch-fidelity's "logits_unbiased"; ADA's `no_output_bias=True`). The
+TorchScript archive returns softmax probabilities instead; their logarithm differs from the logits by a per-row
+constant, which the softmax of the Inception Score cancels.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from sgeval.features.base import FeatureExtractor, TorchScriptExtractor, load_st
 from sgeval.features.resize import TF1_BILINEAR, tf1_bilinear_resize
 from sgeval.weights import ResolvedWeights
 
-__all__ = ["FEATURE_DIM", "INPUT_SIZE", "InceptionPortExtractor", "InceptionV3TF", "build_inception_extractor",
-           "load_inception_state_dict"]
+__all__ = ["FEATURE_DIM", "INPUT_SIZE", "NUM_LOGITS", "InceptionLogitsExtractor", "InceptionPortExtractor",
+           "InceptionV3TF", "TorchScriptLogitsExtractor", "build_inception_extractor",
+           "build_inception_logits_extractor", "load_inception_state_dict"]
 
 FEATURE_DIM = 2048  # pool3
 NUM_LOGITS = 1008  # the TF graph's softmax has 1008 outputs (1000 ImageNet classes + unused)
@@ -205,8 +211,12 @@ class InceptionV3TF(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, output_size=1), 1)  # [N, 2048]
 
     def logits(self, pool3: torch.Tensor) -> torch.Tensor:
-        """pool3 [N, 2048] -> softmax logits [N, 1008] (for the Inception Score)."""
+        """pool3 [N, 2048] -> softmax logits [N, 1008] (with the output bias)."""
         return self.fc(pool3)
+
+    def unbiased_logits(self, pool3: torch.Tensor) -> torch.Tensor:
+        """pool3 [N, 2048] -> logits without the output bias [N, 1008], as the Inception Score uses them."""
+        return pool3 @ self.fc.weight.T
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -240,3 +250,39 @@ def build_inception_extractor(weights: ResolvedWeights) -> FeatureExtractor:
     if weights.format == "torchscript":
         return TorchScriptExtractor("inception-v3-tf", FEATURE_DIM, weights)
     return InceptionPortExtractor(load_inception_state_dict(weights), weights)
+
+
+LOGITS_NAME = "inception-v3-tf-logits"
+
+
+class InceptionLogitsExtractor(FeatureExtractor):
+    """"inception-v3-tf-logits" with this module's network: uint8 [N, 3, H, W] -> unbiased logits float32 [N, 1008]."""
+
+    def __init__(
+        self,
+        network: InceptionV3TF,  # loaded network
+        weights: ResolvedWeights | None,  # the file it was loaded from
+    ) -> None:
+        super().__init__(LOGITS_NAME, NUM_LOGITS, weights, resize_policy=TF1_BILINEAR, backend="sgeval-port")
+        self.network = network
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network.unbiased_logits(self.network(preprocess(images)))  # [N, 1008]
+
+
+class TorchScriptLogitsExtractor(TorchScriptExtractor):
+    """"inception-v3-tf-logits" on NVIDIA's archive: log of its softmax without output bias, float32 [N, 1008]."""
+
+    def __init__(self, weights: ResolvedWeights) -> None:
+        super().__init__(LOGITS_NAME, NUM_LOGITS, weights)
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        probs = self.module(images, no_output_bias=True).double()  # [N, 1008], as ADA's inception_score.py
+        return probs.clamp_min(torch.finfo(torch.float64).tiny).log()  # log-probabilities: logits + row constant
+
+
+def build_inception_logits_extractor(weights: ResolvedWeights) -> FeatureExtractor:
+    """The "inception-v3-tf-logits" extractor (Inception Score) for the same weights files as "inception-v3-tf"."""
+    if weights.format == "torchscript":
+        return TorchScriptLogitsExtractor(weights)
+    return InceptionLogitsExtractor(load_inception_state_dict(weights), weights)

@@ -63,6 +63,14 @@ register_extractor(ExtractorSpec(
     description="TF inception-2015-12-05 pool3 (FID/KID reference network); sgeval port or NVIDIA TorchScript",
 ))
 register_extractor(ExtractorSpec(
+    name="inception-v3-tf-logits",
+    feature_dim=1008,
+    weights=("inception-tf-port", "inception-torchscript"),
+    factory="sgeval.features.inception:build_inception_logits_extractor",
+    metrics=("is",),
+    description="the same TF Inception's 1008 logits without output bias (Inception Score), same weights files",
+))
+register_extractor(ExtractorSpec(
     name="vgg16-fc2",
     feature_dim=4096,
     weights=("vgg16-torchscript", "vgg16-torchvision"),

@@ -16,13 +16,19 @@ estimator) differ. The kernel sums are computed in float64 (the official code us
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
 
 from sgeval.metrics.registry import ComputeOptions, check_same_dim, feature_matrix, register_metric
 
-__all__ = ["KIDResult", "KIDSettings", "kernel_inception_distance", "kid", "polynomial_kernel", "unbiased_mmd2"]
+__all__ = ["KIDResult", "KIDSettings", "SmallKIDSubsetWarning", "kernel_inception_distance", "kid",
+           "polynomial_kernel", "unbiased_mmd2"]
+
+
+class SmallKIDSubsetWarning(UserWarning):
+    """Fewer generated or real features than the KID subset size: subsets are smaller than the protocol's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +97,10 @@ def kernel_inception_distance(
     m = min(gen.shape[0], real.shape[0], settings.max_subset_size)
     if m < 2:
         raise ValueError(f"KID needs at least 2 generated and 2 real features, got {gen.shape[0]} and {real.shape[0]}")
+    if m < settings.max_subset_size:  # the estimator's variance grows as the subsets shrink
+        warnings.warn(f"KID: only {gen.shape[0]} generated and {real.shape[0]} real features, fewer than the subset "
+                      f"size {settings.max_subset_size}; using subsets of {m}, so the value is noisier and not "
+                      "comparable with values computed on full subsets", SmallKIDSubsetWarning, stacklevel=2)
     rng = np.random.default_rng(seed)
     mmds = np.empty(num_subsets, dtype=np.float64)
     for index in range(num_subsets):

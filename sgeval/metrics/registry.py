@@ -1,6 +1,6 @@
 """Registry of metric functions: one entry per metric, with the metadata the CLI, reports and runner need.
 
-A *metric* here is the math (`fid`, `kid`, `pr`, `prdc`); a *protocol* (`sgeval.protocols`) fixes its settings and
+A *metric* here is the math (`fid`, `kid`, `pr`, `prdc`, `is`); a *protocol* (`sgeval.protocols`) fixes its settings and
 sample counts under an official name such as `fid50k_full`. Metrics of kind "feature" are pure functions
 
     fn(gen, real, settings, options) -> dict[str, float]
@@ -64,6 +64,7 @@ class MetricSpec:
     primary: str | None  # the headline value key ("fid"), or None when all values are equally primary
     settings_type: type | None  # frozen dataclass holding the metric's protocol settings
     description: str  # one line for `sgeval list`
+    uses_reals: bool = True  # False: a function of the generated side only (IS); it is called with real=None
 
 
 _METRICS: dict[str, MetricSpec] = {}
@@ -79,6 +80,7 @@ def register_metric(
     primary: str | None,
     settings_type: type | None,
     description: str,
+    uses_reals: bool = True,
 ) -> Callable[[MetricFn], MetricFn]:
     """Decorator registering a metric function under `name` (see the module docstring for the signature)."""
     if primary is not None and primary not in value_keys:
@@ -99,6 +101,7 @@ def register_metric(
             primary=primary,
             settings_type=settings_type,
             description=description,
+            uses_reals=uses_reals,
         )
         return fn
 
@@ -107,7 +110,7 @@ def register_metric(
 
 def _ensure_builtin_metrics() -> None:
     """Import the modules that register the built-in metrics (lazily, so this module imports no torch)."""
-    from sgeval.metrics import fid, kid, precision_recall  # noqa: F401
+    from sgeval.metrics import fid, inception_score, kid, precision_recall  # noqa: F401
 
 
 def list_metrics() -> list[MetricSpec]:

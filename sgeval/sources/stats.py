@@ -5,25 +5,71 @@ Layouts recognised (the file is read with `allow_pickle=False`; pickled statisti
 
 * sgeval's own: an `.npz` with a `.json` sidecar written by `FeatureSet.save` (rows and/or raw moments, with the
   extractor that made them in its metadata);
+* sgeval reference statistics (`sgeval stats`, `save_reference_statistics`): one `.npz` holding `mu` and `sigma` as
+  pytorch-fid / clean-fid write them (so those tools read it too) plus `sgeval_provenance`, a JSON string naming the
+  detector and its weights sha256, resize policy, item count, protocol, x-flip and data fingerprint;
 * pytorch-fid `--save-stats` and clean-fid reference statistics: `mu` [D] and `sigma` [D, D], where sigma is
   `np.cov` (divisor N - 1) and N is not stored (pass `num_items` if you know it);
 * clean-fid KID reference features: `feats` [N, D] (all rows).
 
 The features must come from the same extractor as the other side of the comparison: this module checks the dimension
-(and, for sgeval's own files, the extractor name and weights checksum); it cannot check a foreign file's network.
+and, for sgeval's own files, the detector (name, weights sha256, resize policy): a mismatch is an error. A foreign
+file has no provenance: it is accepted with a `NoProvenanceWarning` saying that its network cannot be checked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from sgeval.atomic import atomic_open
 from sgeval.featureset import FeatureSet, read_npz, sidecar_path
 
-__all__ = ["StatisticsSource"]
+__all__ = ["PROVENANCE_FORMAT", "NoProvenanceWarning", "StatisticsSource", "save_reference_statistics"]
+
+PROVENANCE_FORMAT = "sgeval.reference_statistics/1"
+_PROVENANCE_KEY = "sgeval_provenance"  # 0-d unicode array: readable with allow_pickle=False
+_DETECTOR_KEYS = ("name", "feature_dim", "weights_sha256", "resize_policy")  # what must match to compare features
+
+
+class NoProvenanceWarning(UserWarning):
+    """A statistics file records no detector, weights or data (pytorch-fid / clean-fid layouts)."""
+
+
+def save_reference_statistics(
+    path: str | os.PathLike[str],  # the .npz to write (atomically)
+    features: FeatureSet,  # statistics of the reference items (moments or rows; N >= 2)
+    provenance: Mapping[str, Any],  # JSON-able: "detector" (identity dict), protocol, num_items, xflip, data, ...
+) -> Path:
+    """Write `mu` [D] and `sigma` [D, D] (float64, covariance divided by N - 1 as pytorch-fid and clean-fid write it)
+    plus the provenance JSON, in one `.npz` (temp file + rename). Returns the path."""
+    target = Path(path)
+    if target.suffix.lower() != ".npz":
+        raise ValueError(f"{target}: reference statistics are written as an .npz file")
+    count = features.num_items
+    if count is None or count < 2:
+        raise ValueError(f"reference statistics need at least 2 items, got {count}")
+    mean, cov, ddof = features.mean, features.cov, features.cov_ddof
+    if mean is None or cov is None:  # rows only
+        rows = np.asarray(features.features, dtype=np.float64)  # [N, D]; a FeatureSet without statistics has rows
+        mean, cov, ddof = rows.mean(axis=0), np.cov(rows, rowvar=False), 1
+    sigma = cov * (count - ddof) / (count - 1)  # [D, D], divisor N - 1
+    record = {"format": PROVENANCE_FORMAT, **provenance, "num_items": count, "cov_ddof": 1}
+    buffer = io.BytesIO()
+    arrays: dict[str, Any] = {"mu": np.asarray(mean, dtype=np.float64), "sigma": np.asarray(sigma, dtype=np.float64),
+                              _PROVENANCE_KEY: np.array(json.dumps(record, sort_keys=True, allow_nan=False))}
+    np.savez(buffer, **arrays)
+    with atomic_open(target, "wb") as handle:
+        handle.write(buffer.getvalue())
+    return target
 
 
 class StatisticsSource:
@@ -61,8 +107,29 @@ class StatisticsSource:
         return digest.hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        """Path and layout (JSON-able)."""
-        return {"kind": "statistics", "path": str(self.path), "layout": "sgeval" if self.own_format else "mu/sigma"}
+        """Path, layout and (for sgeval reference statistics) the recorded provenance (JSON-able)."""
+        if self.own_format:
+            return {"kind": "statistics", "path": str(self.path), "layout": "sgeval"}
+        provenance = self.provenance()
+        layout = "sgeval-statistics" if provenance else "mu/sigma"
+        return {"kind": "statistics", "path": str(self.path), "layout": layout,
+                **({"provenance": provenance} if provenance else {})}
+
+    def provenance(self) -> dict[str, Any] | None:
+        """The provenance record of an `sgeval stats` file; None for other layouts."""
+        if self.own_format:
+            return None
+        text = read_npz(self.path, (_PROVENANCE_KEY,)).get(_PROVENANCE_KEY)
+        if text is None:
+            return None
+        try:
+            record = json.loads(str(text))
+        except ValueError as error:
+            raise ValueError(f"{self.path}: unreadable provenance record ({error})") from error
+        if not isinstance(record, dict) or record.get("format") != PROVENANCE_FORMAT:
+            raise ValueError(f"{self.path}: provenance of an unknown format {record.get('format')!r}; this sgeval "
+                             f"reads {PROVENANCE_FORMAT!r}")
+        return record
 
     def load(self) -> FeatureSet:
         """The FeatureSet held by the file (cached on the object)."""
@@ -74,7 +141,12 @@ class StatisticsSource:
         if self.own_format:
             return FeatureSet.load(self.path)
         arrays = read_npz(self.path, ("mu", "sigma", "feats"))
-        meta = {"source": self.describe()}
+        meta: dict[str, Any] = {"source": self.describe()}
+        provenance = self.provenance()
+        if provenance is not None and "mu" in arrays and "sigma" in arrays:
+            return FeatureSet.from_statistics(arrays["mu"], arrays["sigma"], num_items=provenance.get("num_items"),
+                                              cov_ddof=int(provenance.get("cov_ddof", 1)),
+                                              meta=meta | {"extractor": provenance.get("detector")})
         if "mu" in arrays and "sigma" in arrays:
             return FeatureSet.from_statistics(arrays["mu"], arrays["sigma"], num_items=self.given_num_items,
                                               cov_ddof=1, meta=meta)
@@ -93,13 +165,16 @@ class StatisticsSource:
             raise ValueError(f"{self.path}: holds only mean/covariance, but this metric needs every feature row "
                              "(KID, precision/recall); extract the reference data instead")
         recorded = features.meta.get("extractor")
-        if isinstance(recorded, dict):
-            if recorded.get("name") != extractor_identity["name"]:
-                raise ValueError(f"{self.path}: made with extractor {recorded.get('name')!r}, not "
-                                 f"{extractor_identity['name']!r}")
-            if recorded.get("weights_sha256") != extractor_identity.get("weights_sha256"):
-                warnings.warn(f"{self.path}: made with weights sha256 {recorded.get('weights_sha256')}, now "
-                              f"{extractor_identity.get('weights_sha256')}; values are not strictly comparable",
-                              UserWarning, stacklevel=2)
+        if not isinstance(recorded, dict):
+            warnings.warn(f"{self.path}: no provenance (a pytorch-fid / clean-fid file?): sgeval cannot check that it "
+                          f"was made with {extractor_identity['name']} and the same weights, resize and data; the "
+                          "values are comparable only if it was", NoProvenanceWarning, stacklevel=2)
+            return features
+        differ = [f"{key} {recorded.get(key)!r} (now {extractor_identity.get(key)!r})" for key in _DETECTOR_KEYS
+                  if key in recorded and recorded.get(key) != extractor_identity.get(key)]
+        if differ:
+            raise ValueError(f"{self.path}: made with another detector than this evaluation: {'; '.join(differ)}. "
+                             "Recompute the statistics with `sgeval stats` and the same detector weights, or pass "
+                             "those weights with --detector-weights")
         return features
 

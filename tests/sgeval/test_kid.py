@@ -10,6 +10,9 @@ import pytest
 from sgeval.metrics.kid import KIDSettings, kernel_inception_distance, kid, unbiased_mmd2
 from sgeval.metrics.registry import ComputeOptions, get_metric
 
+# Closed-form cases use a few rows on purpose; the small-subset warning itself is tested in test_reuse_and_names.py.
+pytestmark = pytest.mark.filterwarnings("ignore::sgeval.metrics.kid.SmallKIDSubsetWarning")
+
 
 def _brute_force_mmd2(x: np.ndarray, y: np.ndarray) -> float:
     """Unbiased MMD^2 by explicit double loops over pairs (independent of the vectorised code)."""

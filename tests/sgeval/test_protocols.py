@@ -38,7 +38,7 @@ def test_listing_is_sorted_and_complete() -> None:
     names = [protocol.name for protocol in list_protocols()]
     assert names == sorted(names) and set(OFFICIAL) <= set(names)
     assert not get_protocol("prdc50k5").official  # our extension is marked as such
-    assert [spec.name for spec in list_metrics()] == ["fid", "kid", "pr", "prdc"]
+    assert [spec.name for spec in list_metrics()] == ["fid", "is", "kid", "pr", "prdc"]
 
 
 def test_with_counts_derives_a_recorded_quick_variant() -> None:
@@ -71,8 +71,8 @@ def test_protocols_are_frozen() -> None:
 def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown protocol 'fid10k'.*fid50k_full.*pr50k3"):
         get_protocol("fid10k")
-    with pytest.raises(ValueError, match=r"unknown metric 'is'.*fid, kid, pr, prdc"):
-        get_metric("is")
+    with pytest.raises(ValueError, match=r"unknown metric 'ppl'.*fid, is, kid, pr, prdc"):
+        get_metric("ppl")
 
 
 def test_registration_errors() -> None:

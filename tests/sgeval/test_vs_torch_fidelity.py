@@ -1,4 +1,5 @@
-"""FID and KID through sgeval (runner and CLI) against torch-fidelity on the same two image folders and weights file.
+"""FID, KID and the Inception Score through sgeval (runner and CLI) against torch-fidelity on the same image folders
+and weights file.
 
 Both tools read the same random-weight Inception state dict (torch-fidelity's `feature_extractor_weights_path`; ours
 through `--detector-weights`), the same PNG files and compute pool3 features with independent code. torch-fidelity
@@ -9,6 +10,10 @@ MMD^2 does not depend on the order), so the subset RNGs of the two tools do not 
 torch-fidelity computes the KID kernel in float32 (its features' dtype), where the unbiased MMD^2 of large kernel
 values cancels to about 1e-3 relative; the 1e-6 comparison therefore feeds torch-fidelity's own features, cast to
 float64, to torch-fidelity's own KID function, and the float32 end-to-end number is checked to 1e-2.
+
+The Inception Score compares our "inception-v3-tf-logits" extractor (logits without the output bias) and IS math with
+torch-fidelity's ISC ("logits_unbiased") on the same folder, with 2 splits of 4 images and torch-fidelity's row
+shuffle off (the official protocol uses consecutive splits).
 
 Offline: TORCH_HOME is a temp folder, any download function raises, and nothing may appear under TORCH_HOME.
 """
@@ -99,6 +104,54 @@ def test_cli_fid_matches_torch_fidelity(folders: tuple[Path, Path], inception_we
                                        "--json", "--no-progress", "--batch", "5"])
     assert result.exit_code == 0, result.output
     fid, kid = json.loads(result.stdout)
-    assert fid["results"]["fid50k"] == pytest.approx(reference["fid"], rel=1e-6)
-    assert kid["results"]["kid50k"] == pytest.approx(reference["kid64"], rel=1e-6)
+    # 8 generated images, not 50k: the results are named after the count used
+    assert fid["results"]["fid50k@gen8"] == pytest.approx(reference["fid"], rel=1e-6)
+    assert kid["results"]["kid50k@gen8"] == pytest.approx(reference["kid64"], rel=1e-6)
     assert list(Path(os.environ["TORCH_HOME"]).rglob("*.pth")) == []
+
+
+def _sharp_classifier(weights: Path, folder: Path, out: Path) -> Path:
+    """The random Inception with a classifier whose logits spread the folder's images over classes.
+
+    Random He weights give pool3 features dominated by one shared direction, so every image predicts nearly the same
+    classes (IS ~ 1.002); the fc rows are made orthogonal to the folder's mean feature and scaled up instead.
+    """
+    import numpy as np
+    import PIL.Image
+
+    from sgeval.features.inception import InceptionV3TF, preprocess
+
+    state = torch.load(weights, weights_only=True)
+    network = InceptionV3TF().eval()
+    network.load_state_dict(state)
+    images = np.stack([np.asarray(PIL.Image.open(path)) for path in sorted(folder.glob("*.png"))])
+    with torch.no_grad():
+        pool3 = network(preprocess(torch.from_numpy(images).permute(0, 3, 1, 2)))  # [N, 2048]
+    direction = pool3.mean(0) / pool3.mean(0).norm()  # [2048]
+    fc = state["fc.weight"] - torch.outer(state["fc.weight"] @ direction, direction)  # [1008, 2048]
+    state["fc.weight"] = fc * 30  # IS ~ 3.5 of at most 4 (2 splits of 4 images)
+    torch.save(state, out)
+    return out
+
+
+def test_inception_score_matches_torch_fidelity(folders: tuple[Path, Path], inception_weights_file: Path,
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from sgeval.metrics.inception_score import ISSettings
+    from sgeval.protocols import get_protocol
+
+    weights = _sharp_classifier(inception_weights_file, folders[0], tmp_path / "sharp-inception.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    _forbid_downloads(monkeypatch)
+    reference = torch_fidelity.calculate_metrics(
+        input1=str(folders[0]), isc=True, isc_splits=2, samples_shuffle=False, cuda=False, verbose=False, cache=False,
+        save_cpu_ram=True, feature_extractor_weights_path=str(weights))
+    two_splits = dataclasses.replace(get_protocol("is50k"), name="is50k_2splits", settings=ISSettings(num_splits=2))
+    with pytest.warns(UserWarning):  # random weights are unverified
+        ours = evaluate_many([two_splits], folders[0], detector_weights=weights, progress=False, batch_size=3)[0]
+    assert reference["inception_score_mean"] > 1.2  # far from the degenerate value of identical predictions
+    assert ours.values["mean"] == pytest.approx(reference["inception_score_mean"], rel=1e-6)
+    # the std is a difference of two close scores: float32 logits of the two implementations differ in it at ~1e-4
+    assert ours.values["std"] == pytest.approx(reference["inception_score_std"], rel=1e-3)
+    assert ours.detector == "inception-v3-tf-logits" and ours.num_gen == NUM
