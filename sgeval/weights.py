@@ -10,7 +10,9 @@ normally downloaded from (text only: nothing is fetched unless asked). A file is
 4. the project cache, `<$SGEVAL_CACHE_DIR or ~/.cache/sgeval>/weights` (where `sgeval weights import` copies to);
 5. the torch hub cache, `$TORCH_HOME/hub/checkpoints` (torch-fidelity and torchvision download there);
 6. the NVIDIA dnnlib cache, `<$DNNLIB_CACHE_DIR or ~/.cache/dnnlib>/downloads/<md5(url)>_<file name>`;
-7. a download into the project cache, only when the caller allows it and `SGEVAL_OFFLINE` is not set.
+7. a copy shipped inside an installed Python package (`WeightsSpec.packaged`: the LPIPS linear layers come with the
+   `lpips` package), found without importing that package, accepted only with the registry checksum;
+8. a download into the project cache, only when the caller allows it and `SGEVAL_OFFLINE` is not set.
 
 A file found under the registry name with another checksum is an error (a truncated download must not silently give
 other numbers). Files under alternative names (pytorch-fid's copy of the Inception port, dnnlib downloads) are only
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import os
 import shutil
 import urllib.error
@@ -74,10 +77,11 @@ class WeightsSpec:
     filename: str  # canonical file name (as the upstream tool caches it)
     sha256: str | None  # expected sha256 hex digest; None = not established (file used unverified, with a warning)
     url: str  # where it is normally downloaded from (informational; fetched only when allowed)
-    extractor: str  # feature extractor that loads it (sgeval.features.registry name)
+    extractor: str  # feature extractor or image distance that loads it (sgeval.features / sgeval.distances name)
     format: WeightsFormat  # "state_dict" (torch.save of tensors) or "torchscript" (torch.jit archive)
     origin: str  # one line: who made the file and from what
     alt_filenames: tuple[str, ...] = ()  # other names of the same bytes in other tools' caches (checksum required)
+    packaged: str | None = None  # "<package>/<path>" of a copy shipped inside an installed Python package
 
 
 WEIGHTS: dict[str, WeightsSpec] = {
@@ -121,6 +125,17 @@ WEIGHTS: dict[str, WeightsSpec] = {
             extractor="vgg16-fc2",
             format="state_dict",
             origin="torchvision VGG16 ImageNet weights (IMAGENET1K_V1)",
+        ),
+        WeightsSpec(
+            name="lpips-vgg-lin-v0.1",
+            filename="vgg.pth",
+            sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+            url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
+            extractor="lpips-vgg",
+            format="state_dict",
+            origin="LPIPS v0.1 linear layers for the VGG16 backbone (Zhang et al. 2018), shipped in the lpips package "
+            "(BSD-2-Clause); the backbone itself is vgg16-torchvision",
+            packaged="lpips/weights/v0.1/vgg.pth",
         ),
     )
 }
@@ -274,7 +289,36 @@ def find_weights(spec: WeightsSpec, weights_dir: str | os.PathLike[str] | None =
                 return _resolved(path, actual, spec, location.label)
             if canonical:
                 raise _checksum_error(spec, path, actual)
+    return _find_packaged(spec)
+
+
+def _packaged_file(spec: WeightsSpec) -> Path | None:
+    """The copy of `spec` inside an installed Python package, located without importing the package; else None."""
+    if spec.packaged is None:
+        return None
+    package, _, relative = spec.packaged.partition("/")
+    try:
+        module_spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for root in (module_spec.submodule_search_locations or []) if module_spec else []:
+        if (Path(root) / relative).is_file():
+            return Path(root) / relative
     return None
+
+
+def _find_packaged(spec: WeightsSpec) -> ResolvedWeights | None:
+    """The packaged copy of `spec` when it has the registry checksum; another release's file is an error."""
+    path = _packaged_file(spec)
+    if path is None:
+        return None
+    actual, package = file_sha256(path), str(spec.packaged).split("/")[0]
+    if actual != spec.sha256:
+        raise WeightsChecksumError(
+            f"{path} (shipped in the installed {package} package) has sha256 {actual}, but {spec.filename} "
+            f"({spec.name}) must have sha256 {spec.sha256}: that release ships other weights. Put the right file "
+            f"(from {spec.url}) into {project_weights_dir()}, or pass it with --detector-weights.")
+    return _resolved(path, actual, spec, f"installed {package} package")
 
 
 def _resolved(path: Path, actual: str, spec: WeightsSpec, origin: str) -> ResolvedWeights:
@@ -348,6 +392,9 @@ def _not_found_message(specs: Sequence[WeightsSpec], weights_dir: str | os.PathL
         where = str(location.directory) if location.directory else "(not set)"
         suffix = "  (files named <md5(url)>_<file name>)" if location.url_prefixed else ""
         lines.append(f"  {location.label:<20} {where}{suffix}")
+    for spec in specs:
+        if spec.packaged is not None:
+            lines.append(f"  {'installed package':<20} {_packaged_file(spec) or spec.packaged + '  (not installed)'}")
     if offline_mode():
         lines.append("Downloading is disabled: SGEVAL_OFFLINE is set.")
     elif not allow_download:
@@ -435,14 +482,15 @@ def list_command(weights_dir: Path | None) -> None:
         click.echo(f"    sha256 {spec.sha256 or 'unknown (used unverified)'}")
         click.echo(f"    {'found: ' + str(found) if found else 'missing'}   (from {spec.url})")
     click.echo("search order: explicit path, " + ", ".join(
-        f"{loc.label} [{loc.directory or 'not set'}]" for loc in search_locations(weights_dir)))
+        f"{loc.label} [{loc.directory or 'not set'}]" for loc in search_locations(weights_dir))
+        + ", the installed Python package that ships the file (if any)")
 
 
 def _first_present(spec: WeightsSpec, weights_dir: Path | None) -> Path | None:
     for location in search_locations(weights_dir):
         for path, _canonical in _candidates(spec, location):
             return path
-    return None
+    return _packaged_file(spec)
 
 
 @weights_command.command(name="verify")
