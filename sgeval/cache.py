@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -29,13 +30,21 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
-from sgeval.atomic import stale_temp_files, sweep_stale_temp_files
-from sgeval.featureset import FeatureSet, sidecar_path
+from sgeval.atomic import atomic_write_bytes, atomic_write_text, stale_temp_files, sweep_stale_temp_files
+from sgeval.featureset import FeatureSet, read_npz, sidecar_path
 
 __all__ = ["CacheEntry", "CacheWriteWarning", "FeatureCache", "cache_command", "cache_key", "default_cache_root"]
 
 KEY_FORMAT_VERSION = 1  # bump when the meaning of the key fields changes; old entries then simply miss
+
+
+ARRAYS_FORMAT = "sgeval.arrays"  # sidecar format of a sampler's cached arrays (FeatureSets have their own)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 class CacheWriteWarning(UserWarning):
@@ -124,16 +133,58 @@ class FeatureCache:
         """
         if cache_key(fields) != key:
             raise ValueError("cache key does not match its fields: compute it with cache_key(fields)")
-        extra = {"cache": {"key": key, "fields": dict(fields),
-                           "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}}
+        extra = {"cache": {"key": key, "fields": dict(fields), "created_utc": _now()}}
         path = self.path_for(key)
         self._sweep_once()
         try:
             features.save(path, extra=extra)
         except OSError as exc:
-            warnings.warn(f"could not write to the feature cache {self.root} ({exc.strerror or exc}); the result is "
-                          "kept but these features will be extracted again next time. Point --cache-dir or "
-                          "SGEVAL_CACHE_DIR at a writable folder, or pass --no-cache.", CacheWriteWarning, stacklevel=2)
+            self._warn_unwritable(exc)
+            return None
+        return path
+
+    def _warn_unwritable(self, exc: OSError) -> None:
+        warnings.warn(f"could not write to the feature cache {self.root} ({exc.strerror or exc}); the result is "
+                      "kept but it will be computed again next time. Point --cache-dir or SGEVAL_CACHE_DIR at a "
+                      "writable folder, or pass --no-cache.", CacheWriteWarning, stacklevel=3)
+
+    def load_arrays(self, key: str) -> dict[str, np.ndarray] | None:
+        """The arrays cached under `key` by `store_arrays` (a sampler's output), or None on a miss.
+
+        A damaged entry is removed and reported as a miss, so the caller recomputes it.
+        """
+        path = self.path_for(key)
+        self._sweep_once()
+        sidecar = sidecar_path(path)
+        if not sidecar.is_file() or not path.is_file():
+            return None
+        try:
+            header = json.loads(sidecar.read_text(encoding="utf-8"))
+            if header.get("format") != ARRAYS_FORMAT or path.stat().st_size != header.get("npz_bytes"):
+                raise ValueError("not a complete array entry")
+            return read_npz(path, tuple(header["arrays"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            self._remove(key)
+            return None
+
+    def store_arrays(self, key: str, arrays: Mapping[str, np.ndarray], fields: Mapping[str, Any]) -> Path | None:
+        """Write named arrays (a sampler's output: distances, latents, predictions) under `key`, as `store` does for
+        FeatureSets: `.npz` first, JSON sidecar last, both atomic; an unwritable cache warns and returns None."""
+        if cache_key(fields) != key:
+            raise ValueError("cache key does not match its fields: compute it with cache_key(fields)")
+        path = self.path_for(key)
+        self._sweep_once()
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(value) for name, value in arrays.items()})  # type: ignore[arg-type]
+        payload = buffer.getvalue()
+        header = {"format": ARRAYS_FORMAT, "arrays": {name: list(np.shape(value)) for name, value in arrays.items()},
+                  "npz_bytes": len(payload),
+                  "extra": {"cache": {"key": key, "fields": dict(fields), "created_utc": _now()}}}
+        try:
+            atomic_write_bytes(path, payload)
+            atomic_write_text(sidecar_path(path), json.dumps(header, indent=1, allow_nan=False) + "\n")
+        except OSError as exc:
+            self._warn_unwritable(exc)
             return None
         return path
 
@@ -190,12 +241,13 @@ class FeatureCache:
         npz = sidecar.with_suffix(".npz")
         if not isinstance(cache, dict) or not npz.is_file():
             return None
+        shapes = list(header.get("arrays", {}).values()) if header.get("format") == ARRAYS_FORMAT else []
         return CacheEntry(
             key=str(cache.get("key", sidecar.stem)),
             path=npz,
             size_bytes=npz.stat().st_size + sidecar.stat().st_size,
             created_utc=str(cache.get("created_utc", "")),
-            num_items=header.get("num_items"),
+            num_items=shapes[0][0] if shapes and shapes[0] else header.get("num_items"),
             dim=int(header.get("dim", 0)),
             has_features=bool(header.get("has_features", False)),
             fields=dict(cache.get("fields", {})),
@@ -231,9 +283,9 @@ def list_command(cache_dir: Path | None) -> None:
         click.echo(f"{len(stale)} stale temporary files of interrupted writes ({size:.1f} MiB): the next evaluation "
                    f"or `sgeval cache clear` removes them")
     for entry in entries:
-        extractor = entry.fields.get("extractor", {})
-        parts = "rows+stats" if entry.has_features else "stats"
-        click.echo(f"{entry.key[:16]}  {entry.created_utc:<25} {extractor.get('name', '?'):<16} N={entry.num_items} "
+        producer = entry.fields.get("extractor", {}).get("name") or entry.fields.get("sampler", "?")
+        parts = "rows+stats" if entry.has_features else "stats" if entry.dim else "arrays"
+        click.echo(f"{entry.key[:16]}  {entry.created_utc:<25} {producer:<16} N={entry.num_items} "
                    f"D={entry.dim} {parts:<10} {entry.size_bytes / 2**20:8.1f} MiB  seed={entry.fields.get('seed')}")
 
 

@@ -9,6 +9,11 @@ Quick variants (`Protocol.with_counts`): overriding the sample counts yields a p
 official name and whose `counts_overridden` is True. The derived name keeps quick numbers out of the official
 `metric-fid50k_full.jsonl` file and out of the official column of a report, while `base` still groups them.
 
+Mixing variants (`Protocol.with_mixing`, feature protocols only): every generated image mixes K latents at random
+crossover layers (StyleGAN Table 2's stress test; sampling defined in `sgeval.sources.mixing`). The name gets a
+`mix<K>` part after any count parts (`fid50k_full@mix2`, `fid50k_full@gen1k-mix3`), `mix_latents` records K, and
+`counts_overridden` stays False unless the counts differ too. K = 1 is plain sampling and keeps the plain name.
+
 Generator-space protocols (ppl_zfull, ppl_wend, ls, projection, ...) register here later with kind "generator";
 their settings dataclasses live beside their metric functions.
 """
@@ -38,11 +43,12 @@ class Protocol:
     num_real: int | None  # at most this many reals, first items in dataset order; None = the whole dataset (or none,
     # for a metric of the generated side only, e.g. is50k)
     real_xflip: RealFlip  # "off": reals never mirrored; "dataset": mirrored as the dataset / training run says
-    detector: str | None  # sgeval.features registry name; None for generator metrics with their own networks
+    detector: str | None  # sgeval.features registry name; for PPL the sgeval.distances name of its image distance
     kind: MetricKind  # "feature" or "generator", as the metric
     official: bool  # True when name and settings are those of NVIDIA's metric code
     reference: str  # where the settings come from, and deliberate choices
-    base: str | None = None  # official protocol this one was derived from by with_counts; None if not derived
+    base: str | None = None  # official protocol this one was derived from (with_counts / with_mixing); None if not
+    mix_latents: int = 1  # latents mixed per generated image at random crossovers (StyleGAN Table 2); 1 = plain
 
     def __post_init__(self) -> None:
         if self.num_gen < 1:
@@ -51,11 +57,21 @@ class Protocol:
             raise ValueError(f"protocol {self.name!r}: num_real must be >= 1 or None (all), got {self.num_real}")
         if self.real_xflip not in ("off", "dataset"):
             raise ValueError(f"protocol {self.name!r}: real_xflip must be 'off' or 'dataset', got {self.real_xflip!r}")
+        if self.mix_latents < 1:
+            raise ValueError(f"protocol {self.name!r}: mix_latents must be >= 1, got {self.mix_latents}")
+        if self.mix_latents > 1 and self.kind != "feature":
+            raise ValueError(f"protocol {self.name!r}: mixing latents applies to the generated images of feature "
+                             f"metrics (FID, KID, precision/recall, IS), not to {self.kind} metrics")
 
     @property
     def counts_overridden(self) -> bool:
         """True for a quick variant whose sample counts differ from its official protocol."""
-        return self.base is not None
+        if self.base is None:
+            return False
+        if self.base not in PROTOCOLS:  # derived outside the registry: counts cannot be compared
+            return True
+        official = PROTOCOLS[self.base]
+        return (self.num_gen, self.num_real) != (official.num_gen, official.num_real)
 
     @property
     def base_name(self) -> str:
@@ -80,6 +96,7 @@ class Protocol:
             "kind": self.kind,
             "official": self.official,
             "counts_overridden": self.counts_overridden,
+            "mix_latents": self.mix_latents,
         }
 
     def with_counts(self, num_gen: int | None = None, num_real: int | None = None) -> Protocol:
@@ -88,22 +105,37 @@ class Protocol:
         Returns `self` when nothing changes. Deriving from a derived protocol starts again from its base counts,
         so names never stack (`fid50k_full@gen1k@gen2k` cannot happen).
         """
-        official = get_protocol(self.base_name) if self.counts_overridden else self
+        official = get_protocol(self.base_name) if self.base is not None else self
         new_gen = official.num_gen if num_gen is None else int(num_gen)
         new_real = official.num_real if num_real is None else int(num_real)
-        if new_gen == official.num_gen and new_real == official.num_real:
-            return official
+        return official._derive(new_gen, new_real, self.mix_latents)
+
+    def with_mixing(self, mix_latents: int) -> Protocol:
+        """Variant whose generated images each mix `mix_latents` latents (module docstring); keeps the counts.
+
+        K = 1 gives the plain protocol (plain name). Raises ValueError for K < 1 or a generator-space protocol.
+        """
+        official = get_protocol(self.base_name) if self.base is not None else self
+        return official._derive(self.num_gen, self.num_real, int(mix_latents))
+
+    def _derive(self, num_gen: int, num_real: int | None, mix_latents: int) -> Protocol:
+        """This (official) protocol with other counts and mixing, named `<name>@gen..-real..-mix..`; `self` if equal."""
         parts = []
-        if new_gen != official.num_gen:
-            parts.append(f"gen{_count_label(new_gen)}")
-        if new_real != official.num_real:
-            parts.append(f"real{_count_label(new_real)}")
+        if num_gen != self.num_gen:
+            parts.append(f"gen{_count_label(num_gen)}")
+        if num_real != self.num_real:
+            parts.append(f"real{_count_label(num_real)}")
+        if mix_latents != self.mix_latents:
+            parts.append(f"mix{mix_latents}")
+        if not parts:
+            return self
         return dataclasses.replace(
-            official,
-            name=f"{official.name}@{'-'.join(parts)}",
-            num_gen=new_gen,
-            num_real=new_real,
-            base=official.name,
+            self,
+            name=f"{self.name}@{'-'.join(parts)}",
+            num_gen=num_gen,
+            num_real=num_real,
+            base=self.name,
+            mix_latents=mix_latents,
         )
 
 
@@ -192,5 +224,60 @@ def _builtin_protocols() -> list[Protocol]:
     ]
 
 
-for _protocol in _builtin_protocols():
+# PPL distance of the reference code: NVIDIA's LPIPS VGG16 (vgg16_zhang_perceptual.pkl; vgg16.pt in ADA)
+PPL_DISTANCE = "lpips-vgg16-nvidia"
+
+
+def _ppl_protocols() -> list[Protocol]:
+    """PPL (metrics_spec.md section 3.4): the official TF-v2 names, and the TF-v1 and ADA settings under suffixes.
+
+    The official names keep StyleGAN2's settings (50k pairs, 4 per noise realisation, box factor of the cropped
+    size): they are what StyleGAN2 and most later papers report. StyleGAN (v1) drew 100k pairs, 16 per noise
+    realisation (`_v1`); stylegan2-ada-pytorch and stylegan3 use 2 per realisation and take the box factor from the
+    uncropped resolution, so their cropped numbers are not comparable with TF ones (`_ada`).
+    """
+    from sgeval.metrics.ppl import Downsample, PPLSettings
+
+    variants: list[tuple[str, int, int, Downsample, bool, str]] = [  # suffix, num_gen, pairs/noise, box, official
+        ("", 50_000, 4, "tf", True, "StyleGAN2 TF metrics/perceptual_path_length.py (minibatch 4 per GPU)"),
+        ("_v1", 100_000, 16, "tf", False, "StyleGAN TF (v1): 100k pairs, minibatch 16 per GPU, crop always"),
+        ("_ada", 50_000, 2, "ada", False, "stylegan2-ada-pytorch / stylegan3: batch 2, box factor from the uncropped "
+                                          "resolution (cropped 1024^2 images end at 128^2, not 256^2)"),
+    ]  # fmt: skip
+    protocols = []
+    for suffix, num_gen, pairs, downsample, official, where in variants:
+        for space in ("z", "w"):
+            for sampling in ("full", "end"):
+                settings = PPLSettings(space=space, sampling=sampling, crop=True, downsample=downsample,
+                                       pairs_per_noise=pairs)
+                protocols.append(_ppl_protocol(f"ppl_{space}{sampling}{suffix}", settings, num_gen, official,
+                                               f"{where}; face crop"))
+        if suffix != "_v1":  # ppl2: StyleGAN2's un-cropped W end-point PPL (LSUN; StyleGAN2 Table 1)
+            settings = PPLSettings(space="w", sampling="end", crop=False, downsample=downsample, pairs_per_noise=pairs)
+            protocols.append(_ppl_protocol(f"ppl2_wend{suffix}", settings, num_gen, official, f"{where}; no crop"))
+    return protocols
+
+
+def _ppl_protocol(name: str, settings: Any, num_gen: int, official: bool, reference: str) -> Protocol:
+    return Protocol(name=name, metric="ppl", settings=settings, num_gen=num_gen, num_real=None, real_xflip="off",
+                    detector=PPL_DISTANCE, kind="generator", official=official,
+                    reference=f"{reference}; epsilon 1e-4, 1st/99th percentile filter, float images, no truncation")
+
+
+# the helper network of the LS sampler: attribute classifiers given per run (`classifiers=`, `sgeval ls --classifiers`)
+LS_CLASSIFIERS = "classifiers"
+
+
+def _ls_protocols() -> list[Protocol]:
+    """Linear separability (metrics_spec.md section 4): StyleGAN TF's `ls`, 200k samples, the most confident half."""
+    from sgeval.metrics.separability import LSSettings
+
+    return [Protocol(name="ls", metric="ls", settings=LSSettings(), num_gen=200_000, num_real=None, real_xflip="off",
+                     detector=LS_CLASSIFIERS, kind="generator", official=True,
+                     reference="StyleGAN / StyleGAN2 TF metrics/linear_separability.py: 200k samples, top 100k by "
+                               "classifier confidence per attribute, LinearSVC (dual=True) on z and last-layer w, "
+                               "2^(sum of H(Y|X) in bits); float images, random noise, no truncation")]
+
+
+for _protocol in [*_builtin_protocols(), *_ppl_protocols(), *_ls_protocols()]:
     register_protocol(_protocol)

@@ -5,7 +5,8 @@ detector: FID and KID both read Inception features, so each side goes through th
 
 * the extractor: built once per detector name (weights resolved once, sha256 recorded in every result);
 * generated features: one extraction of the largest generated count any protocol of that detector asks for;
-  generated item i depends only on (seed, i), so a smaller count is the prefix of the rows;
+  generated item i depends only on (seed, i), so a smaller count is the prefix of the rows (one extraction per
+  mixing of the generated images: `fid50k_full@mix2` mixes 2 latents per image, sgeval.sources.mixing);
 * real features: one extraction per (detector, x-flip) of the largest real count asked for; the reals are the first
   items in dataset order (metrics_spec.md section 0.3), so a smaller count is again a prefix.
 
@@ -53,7 +54,8 @@ __all__ = ["DataNotGivenError", "capture_for_cache", "evaluate", "evaluate_many"
            "resolve_protocol"]
 
 PathLike = str | os.PathLike[str]
-_DERIVED = re.compile(r"^(?P<base>[A-Za-z0-9_]+)@(?P<parts>(?:gen|real)[0-9a-z]+(?:-(?:gen|real)[0-9a-z]+)?)$")
+_DERIVED_PART = r"(?:gen|real|mix)[0-9a-z]+"  # gen<count>, real<count>, mix<K>; see Protocol.with_counts / with_mixing
+_DERIVED = re.compile(rf"^(?P<base>[A-Za-z0-9_]+)@(?P<parts>{_DERIVED_PART}(?:-{_DERIVED_PART}){{0,2}})$")
 
 
 class DataNotGivenError(ValueError):
@@ -79,30 +81,81 @@ def parse_count(label: str) -> int | None:
     return int(digits) * scale
 
 
-def resolve_protocol(protocol: str | Protocol, num_gen: int | None = None, num_real: int | None = None) -> Protocol:
-    """The Protocol for a name (official, or derived like "fid50k_full@gen1k-real2k") with optional count overrides.
+def resolve_protocol(protocol: str | Protocol, num_gen: int | None = None, num_real: int | None = None,
+                     mix_latents: int | None = None) -> Protocol:
+    """The Protocol for a name (official, or derived like "fid50k_full@gen1k-real2k" or "fid50k_full@gen1k-mix2")
+    with optional count and mixing overrides.
 
-    Overrides give the quick variant of `Protocol.with_counts` (its name records them). Unknown names raise
-    ValueError listing the valid protocols.
+    Overrides give the variants of `Protocol.with_counts` / `Protocol.with_mixing` (their names record them; a
+    mixing of 1 is plain sampling). Unknown names raise ValueError listing the valid protocols.
     """
+    options: list[str] = []
     if isinstance(protocol, Protocol):
         resolved = protocol
     else:
+        protocol, *options = protocol.split("+")
         match = _DERIVED.match(protocol)
         if match is None:
             resolved = get_protocol(protocol)
         else:
             counts: dict[str, int | None] = {}
+            mix = 1
             for part in match.group("parts").split("-"):
+                if part.startswith("mix"):
+                    mix = _parse_mix(part)
+                    continue
                 side = "gen" if part.startswith("gen") else "real"
                 counts[f"num_{side}"] = parse_count(part[len(side):])
-            resolved = get_protocol(match.group("base")).with_counts(**counts)
+            resolved = get_protocol(match.group("base")).with_counts(**counts).with_mixing(mix)
     if num_gen is not None or num_real is not None:
         resolved = resolved.with_counts(num_gen=num_gen, num_real=num_real)
-    if resolved.kind != "feature" or resolved.detector is None:
-        raise ValueError(f"protocol {resolved.name!r} is a generator-space metric ({resolved.metric}); the feature "
-                         "runner evaluates only FID, KID, precision/recall and Inception Score protocols")
+    if mix_latents is not None:
+        resolved = resolved.with_mixing(mix_latents)
+    if resolved.kind == "feature" and resolved.detector is None:
+        raise ValueError(f"protocol {resolved.name!r} names no feature detector")
+    for option in options:
+        resolved = _with_option(resolved, option)
     return resolved
+
+
+def _parse_mix(part: str) -> int:
+    """The K of a `mix<K>` name part (latents mixed per generated image, K >= 1)."""
+    if not part[3:].isdigit() or int(part[3:]) < 1:
+        raise ValueError(f"not a number of mixed latents: {part!r} (expected mix<K> with K >= 1, e.g. mix2)")
+    return int(part[3:])
+
+
+def _replace_setting(protocol: Protocol, **changes: Any) -> Any:
+    try:
+        return dataclasses.replace(protocol.settings, **changes)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"protocol {protocol.name!r}: cannot set {changes}: {error}") from None
+
+
+def _with_option(protocol: Protocol, option: str) -> Protocol:
+    """A generator protocol with one setting changed, named `<protocol>+<option>`: `+eps0.001` (PPL epsilon),
+    `+crop` / `+nocrop` (PPL face crop), `+<distance name>` (e.g. `ppl_wend+lpips-vgg`). The name keeps such
+    numbers apart from the official ones; `base` still groups them."""
+    if protocol.kind != "generator":
+        raise ValueError(f"protocol {protocol.name!r}: '+{option}' options apply to generator-space protocols only")
+    if option in ("crop", "nocrop"):
+        changed = dataclasses.replace(protocol, settings=_replace_setting(protocol, crop=option == "crop"))
+    elif option.startswith("eps"):
+        try:
+            epsilon = float(option[3:])
+        except ValueError:
+            raise ValueError(f"protocol option '+{option}': expected eps<number>, e.g. eps0.001") from None
+        changed = dataclasses.replace(protocol, settings=_replace_setting(protocol, epsilon=epsilon))
+    else:
+        from sgeval.distances import list_distances
+
+        known = [spec.name for spec in list_distances()]
+        if option not in known:
+            raise ValueError(f"protocol option '+{option}' is neither eps<number> nor an image distance "
+                             f"({', '.join(known)})")
+        changed = dataclasses.replace(protocol, detector=option)
+    return dataclasses.replace(changed, name=f"{protocol.name}+{option}", official=False,
+                               base=protocol.base_name)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,6 +391,7 @@ class _RunOptions:
     batch_size: int
     cache: FeatureCache | None
     progress: bool
+    classifiers: PathLike | None = None  # attribute classifier folder for linear separability
 
 
 def open_cache(cache: bool | FeatureCache | PathLike | None) -> FeatureCache | None:
@@ -363,9 +417,10 @@ def _detector_weights_for(detector: str, detector_weights: PathLike | Mapping[st
     if detector_weights is None:
         return None
     if isinstance(detector_weights, Mapping):
+        from sgeval.distances import list_distances
         from sgeval.features.registry import list_extractors
 
-        known = [spec.name for spec in list_extractors()]
+        known = [spec.name for spec in list_extractors()] + [spec.name for spec in list_distances()]
         unknown = sorted(set(detector_weights) - set(known))
         if unknown:
             raise ValueError(f"detector weights given for unknown detector(s) {', '.join(unknown)}; detector names: "
@@ -388,6 +443,7 @@ def evaluate_many(
     *,
     num_gen: int | None = None,  # override of every protocol's generated count (quick variants)
     num_real: int | None = None,  # override of every protocol's real count
+    mix_latents: int | None = None,  # override: latents mixed per generated image (mixing-FID); 1 = plain
     seed: int = 0,  # latent sampling and metric sampling seed
     device: str = "cpu",  # torch device of generator, extractor and distance blocks
     batch_size: int = 64,  # images per extractor call (does not change results)
@@ -395,6 +451,8 @@ def evaluate_many(
     weights_dir: PathLike | None = None,  # extra folder searched for detector weights
     detector_weights: PathLike | Mapping[str, PathLike] | None = None,  # explicit file (or {detector: file})
     allow_download: bool = False,  # download missing detector weights (never when SGEVAL_OFFLINE=1)
+    classifiers: PathLike | None = None,  # attribute classifier folder of linear separability (`ls`), as written
+    # by `sgeval classifiers train`
     run_dir: PathLike | bool | None = None,  # where to append JSONL; None: the snapshot's run dir; False: nowhere
     data_xflip: bool | None = None,  # mirror reals for protocols that follow the dataset; None: snapshot's setting
     progress: bool = True,  # progress bars on stderr
@@ -412,22 +470,29 @@ def evaluate_many(
     """
     if not protocols:
         raise ValueError("no protocols to evaluate")
-    resolved = [resolve_protocol(name, num_gen, num_real) for name in protocols]
+    resolved = [resolve_protocol(name, num_gen, num_real, mix_latents) for name in protocols]
     options = _RunOptions(seed=int(seed), device=str(device), batch_size=int(batch_size), cache=open_cache(cache),
-                          progress=progress)
+                          progress=progress, classifiers=classifiers)
     snapshot = _snapshot_path(network_or_source)
     metadata = {} if snapshot is None else _snapshot_metadata(snapshot)
     reals = _open_reals(data, snapshot, metadata, resolved)
     network = _open_network(network_or_source, options.device, snapshot, metadata, reals)
     if data_xflip is None:
         data_xflip = bool(_recorded_training_set(metadata).get("xflip", False))
-    # resolve_protocol rejects protocols without a detector; the filter only tells the type checker
-    detectors = {protocol.detector for protocol in resolved if protocol.detector is not None}
+    features = [protocol for protocol in resolved if protocol.kind == "feature"]
+    # resolve_protocol rejects feature protocols without a detector; the filter only tells the type checker
+    detectors = {protocol.detector for protocol in features if protocol.detector is not None}
+    weighted = _weighted_networks(resolved)  # feature detectors and image distances: their files come from
+    weights_of = {name: _detector_weights_for(name, detector_weights, weighted) for name in weighted}  # the registry
     results: dict[int, MetricResult] = {}  # by position in `resolved` (honest names may differ from the asked ones)
+    for index, protocol in enumerate(resolved):
+        if protocol.kind == "generator":
+            results[index] = _evaluate_generator_metric(protocol, network, options, weights_dir, allow_download,
+                                                        weights_of.get(protocol.detector or ""))
     for detector in sorted(detectors):
-        group = [(index, protocol) for index, protocol in enumerate(resolved) if protocol.detector == detector]
-        extractor = _build_extractor(detector, options, weights_dir, allow_download,
-                                     _detector_weights_for(detector, detector_weights, detectors))
+        group = [(index, protocol) for index, protocol in enumerate(resolved)
+                 if protocol.kind == "feature" and protocol.detector == detector]
+        extractor = _build_extractor(detector, options, weights_dir, allow_download, weights_of[detector])
         group_results = _evaluate_group([protocol for _index, protocol in group], extractor, network, reals,
                                         data_xflip, options)
         results.update(zip([index for index, _protocol in group], group_results, strict=True))
@@ -474,8 +539,11 @@ def _build_extractor(detector: str, options: _RunOptions, weights_dir: PathLike 
 
 def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, reals: _RealSides, data_xflip: bool,
                     options: _RunOptions) -> list[MetricResult]:
-    """Extract each side once for all protocols of one detector, then run every metric (results in group order)."""
-    gen_request = _Request()
+    """Extract each side once for all protocols of one detector, then run every metric (results in group order).
+
+    Each mixing of the generated images (`Protocol.mix_latents`) is its own generated source; the reals are shared.
+    """
+    gen_requests: dict[int, _Request] = {}  # by mix_latents
     real_requests: dict[bool, _Request] = {}  # by real_xflip
     # protocol, real x-flip (None: the metric reads no reals), generated count, real count
     plan: list[tuple[Protocol, bool | None, int, int | None]] = []
@@ -484,6 +552,7 @@ def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, re
         gen_count = _side_count(protocol.num_gen, network.source)
         if gen_count is None:  # _open_network rejects a statistics file as the evaluated source
             raise RuntimeError("internal: the evaluated source has no item count")
+        gen_request = gen_requests.setdefault(protocol.mix_latents, _Request())
         gen_request.counts.add(gen_count)
         gen_request.need_rows |= spec.needs == "features"
         if not spec.uses_reals:
@@ -495,7 +564,9 @@ def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, re
         request.counts.add(real_count)
         request.need_rows |= spec.needs == "features"
         plan.append((protocol, xflip, gen_count, real_count))
-    generated = _extract(network.source, extractor, gen_request, options)
+    networks = {mix: _mixed_network(network, mix) for mix in gen_requests}  # errors before any extraction
+    generated = {mix: _extract(networks[mix].source, extractor, request, options)
+                 for mix, request in gen_requests.items()}
     real_sets = {xflip: _extract(reals.get(xflip), extractor, request, options)
                  for xflip, request in real_requests.items()}
     out = []
@@ -504,9 +575,26 @@ def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, re
         real_set = None
         if real is not None:
             real_set = real.features if real_count is None else real.prefix(real_count)
-        out.append(_run_metric(protocol, generated.prefix(gen_count), real_set, extractor, network,
-                               None if flip is None else reals.get(flip), (generated, real), options))
+        mixed = generated[protocol.mix_latents]
+        out.append(_run_metric(protocol, mixed.prefix(gen_count), real_set, extractor, networks[protocol.mix_latents],
+                               None if flip is None else reals.get(flip), (mixed, real), options))
     return out
+
+
+def _mixed_network(network: _Network, mix_latents: int) -> _Network:
+    """The generated side with `mix_latents` latents mixed per image (itself for 1); only generators can mix.
+
+    Raises:
+        ValueError: the source is not a generator (an image folder), has no mapping network, or K > num_ws.
+    """
+    if mix_latents == 1:
+        return network
+    with_mixing = getattr(network.source, "with_mixing", None)
+    if with_mixing is None:
+        what = network.source.describe().get("path", type(network.source).__name__)
+        raise ValueError(f"mixing {mix_latents} latents per image needs a generator with a mapping network; the "
+                         f"evaluated source {what} holds fixed images")
+    return dataclasses.replace(network, source=with_mixing(mix_latents))
 
 
 def _honest_protocol(protocol: Protocol, num_gen: int | None) -> Protocol:
@@ -561,6 +649,86 @@ def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, ex
                          "metric": round(metric_seconds, 3)},
         },
     )
+
+
+def _weighted_networks(protocols: list[Protocol]) -> set[str]:
+    """Names of the networks whose weights files `detector_weights` may give: feature detectors and distances."""
+    from sgeval.samplers import get_sampler
+
+    names = set()
+    for protocol in protocols:
+        if protocol.detector is None:
+            continue
+        if protocol.kind == "feature" or "distance" in get_sampler(protocol.metric).networks:
+            names.add(protocol.detector)
+    return names
+
+
+def _build_distance(name: str, options: _RunOptions, weights_dir: PathLike | None, allow_download: bool,
+                    weights_path: PathLike | None) -> Any:
+    from sgeval.distances import build_distance
+
+    return build_distance(name, weights_path=weights_path, weights_dir=weights_dir, allow_download=allow_download,
+                          device=options.device)
+
+
+def _build_classifiers(folder: PathLike | None, options: _RunOptions) -> Any:
+    from sgeval.classifiers import TRAIN_HINT, ClassifierError, load_classifiers
+
+    if folder is None:
+        raise ClassifierError(f"linear separability needs attribute classifiers: give classifiers=DIR (`sgeval ls "
+                              f"--classifiers DIR`); {TRAIN_HINT}")
+    return load_classifiers(folder, device=options.device)
+
+
+def _evaluate_generator_metric(protocol: Protocol, network: _Network, options: _RunOptions,
+                               weights_dir: PathLike | None, allow_download: bool,
+                               weights_path: PathLike | None) -> MetricResult:
+    """A generator-space protocol: the sampler stage (cached like features), then the metric's pure reduction."""
+    from sgeval.samplers import SamplerContext, get_sampler, sample_arrays
+
+    source = network.source
+    G = getattr(source, "G", None)
+    if G is None:
+        raise ValueError(f"{protocol.name} is a generator-space metric: it needs the generator itself (a snapshot or "
+                         f"a generator object), not {source.describe().get('path', type(source).__name__)}")
+    spec = get_sampler(protocol.metric)
+    helpers: dict[str, Any] = {}
+    if "distance" in spec.networks:
+        if protocol.detector is None:
+            raise ValueError(f"protocol {protocol.name!r} names no image distance")
+        helpers["distance"] = _build_distance(protocol.detector, options, weights_dir, allow_download, weights_path)
+    if "classifiers" in spec.networks:
+        helpers["classifiers"] = _build_classifiers(options.classifiers, options)
+    source.prepare(_torch_device(options.device))  # refuses NaN weights, moves G
+    context = SamplerContext(G=G, settings=protocol.settings, num_samples=protocol.num_gen, seed=options.seed,
+                             batch_size=options.batch_size, device=_torch_device(options.device), networks=helpers,
+                             labels=getattr(source, "label_pool", None), progress=options.progress)
+    started = time.perf_counter()
+    arrays, cache_info = sample_arrays(spec, context, source.fingerprint(), options.cache)
+    sampled = time.perf_counter() - started
+    values = get_metric(protocol.metric).fn(arrays, protocol.settings,
+                                            ComputeOptions(seed=options.seed, device=options.device))
+    identities = {name: helper.identity() for name, helper in helpers.items()}  # the sampler's one helper network
+    identity = next(iter(identities.values()), None)
+    kimg = network.metadata.get("kimg")
+    return MetricResult.from_protocol(
+        protocol, values, num_gen=protocol.num_gen, num_real=None, seed=options.seed,
+        network_fingerprint=source.fingerprint(), data_fingerprint=None,
+        detector=protocol.detector, detector_sha256=None if identity is None else identity.get("weights_sha256"),
+        snapshot=None if network.snapshot is None else str(network.snapshot),
+        kimg=float(kimg) if isinstance(kimg, (int, float)) else None,
+        total_time=time.perf_counter() - started,
+        extra={"distance": None, **identities, "source": source.describe(), "labels": network.labels,
+               "device": options.device, "cache_hit": {"samples": cache_info["hit"]},
+               "timing_s": {"sample": round(sampled, 3), "metric": round(time.perf_counter() - started - sampled, 3)}},
+    )
+
+
+def _torch_device(device: str) -> Any:
+    import torch
+
+    return torch.device(device)
 
 
 class ResultWriteWarning(UserWarning):

@@ -44,9 +44,10 @@ def _count(ctx: click.Context, param: click.Parameter, value: str | None) -> int
 def _detector_weights(ctx: click.Context, param: click.Parameter,
                       values: tuple[str, ...]) -> Path | dict[str, Path] | None:
     """Click callback: one bare PATH (a single detector), or NAME=PATH pairs (one file per detector name)."""
+    from sgeval.distances import list_distances
     from sgeval.features.registry import list_extractors
 
-    names = [spec.name for spec in list_extractors()]
+    names = [spec.name for spec in list_extractors()] + [spec.name for spec in list_distances()]
     bare: list[Path] = []
     named: dict[str, Path] = {}
     for value in values:
@@ -72,7 +73,7 @@ def _existing_file(value: str) -> Path:
     return path
 
 
-_OPTIONS = [
+_OPTIONS = [  # shared by every evaluation command; commands may leave some out by their parameter name
     click.option("--data", "data", type=click.Path(exists=True, path_type=Path), default=None,
                  help="Reference: image folder, dataset .zip or statistics .npz [default: the training set recorded "
                       "in the snapshot]."),
@@ -80,6 +81,10 @@ _OPTIONS = [
                  help="Generated images (e.g. 5000 or 5k) instead of the protocol's; recorded as a quick variant."),
     click.option("--num-real", callback=_count, default=None, metavar="N",
                  help="Real images at most, instead of the protocol's; recorded as a quick variant."),
+    click.option("--mix-latents", type=click.IntRange(min=1), default=None, metavar="K",
+                 help="Mix K latents per generated image at random crossover layers (StyleGAN Table 2's stress test; "
+                      "needs a generator with a mapping network, K <= num_ws); recorded in the protocol name, e.g. "
+                      "fid50k_full@mix2. 1 = plain sampling."),
     click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                  help="Seed of the latents and of metric sampling (KID subsets)."),
     click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda or cuda:1."),
@@ -111,6 +116,18 @@ def _evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_OPTIONS):
         function = option(function)
     return function
+
+
+def evaluation_options_except(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`_evaluation_options` without the options whose parameter names are given (e.g. "num_real" for PPL)."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        function = _evaluation_options(function)
+        params = getattr(function, "__click_params__", [])
+        function.__click_params__ = [param for param in params if param.name not in names]  # type: ignore[attr-defined]
+        return function
+
+    return decorate
 
 
 def _protocol_names(*metrics: str) -> list[str]:
@@ -170,6 +187,8 @@ def _run_one(protocols: list[str], source: str, data: Path | None, **options: An
     evaluate_kwargs = {
         "num_gen": options.pop("num_gen"),
         "num_real": options.pop("num_real"),
+        "mix_latents": options.pop("mix_latents", None),  # absent from commands that leave --mix-latents out
+        "classifiers": options.pop("classifiers", None),  # only `sgeval ls` has --classifiers
         "seed": options.pop("seed"),
         "device": options.pop("device"),
         "batch_size": options.pop("batch_size"),
@@ -245,6 +264,7 @@ def fid_command(source: str, protocol: str, data: Path | None, **options: Any) -
       sgeval fid runs/00000 --all-snapshots --num-gen 10k      # FID vs kimg; then `sgeval report runs/00000`
       sgeval fid G.safetensors --data ffhq.zip --num-gen 5k --device cuda
       sgeval fid generated/ --data reference-stats.npz --protocol fid50k --json
+      sgeval fid G.safetensors --num-gen 10k --mix-latents 2  # StyleGAN Table 2: fid50k_full@gen10k-mix2
     """
     _run([protocol], source, data, **options)
 
@@ -309,6 +329,7 @@ def calc_command(metric_list: str, source: str, data: Path | None, **options: An
     Examples:
       sgeval calc --metrics fid50k_full,kid50k_full --network runs/00000/network-snapshot-000500.safetensors
       sgeval calc --metrics fid50k_full,pr50k3_full --network G.safetensors --data ffhq.zip --device cuda
+      sgeval calc --metrics fid50k_full,fid50k_full@mix2,fid50k_full@mix3,fid50k_full@mix4 --network G.safetensors
     """
     names = [name.strip() for name in metric_list.split(",") if name.strip()]
     if not names:
@@ -391,7 +412,7 @@ def _real_count_label(protocol: Any) -> str | int:
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def list_command(as_json: bool) -> None:
-    """List the registered protocols, metrics and feature extractors.
+    """List the registered protocols, metrics, feature extractors and image distances.
 
     \b
     Example:
@@ -399,11 +420,13 @@ def list_command(as_json: bool) -> None:
     """
     from tabulate import tabulate
 
+    from sgeval.distances.registry import list_distances
     from sgeval.features.registry import list_extractors
     from sgeval.metrics.registry import list_metrics
     from sgeval.protocols import list_protocols
 
     protocols, metrics, extractors = list_protocols(), list_metrics(), list_extractors()
+    distances = list_distances()
     if as_json:
         click.echo(json.dumps({
             "protocols": [protocol.to_dict() | {"reference": protocol.reference} for protocol in protocols],
@@ -412,6 +435,8 @@ def list_command(as_json: bool) -> None:
                         for spec in metrics],
             "extractors": [{"name": spec.name, "feature_dim": spec.feature_dim, "weights": list(spec.weights),
                             "description": spec.description} for spec in extractors],
+            "distances": [{"name": spec.name, "weights": {file.role: list(file.weights) for file in spec.files},
+                           "reference": spec.reference, "description": spec.description} for spec in distances],
         }, indent=1))
         return
     click.echo(tabulate([[p.name, p.metric, p.num_gen, _real_count_label(p), p.real_xflip,
@@ -424,3 +449,6 @@ def list_command(as_json: bool) -> None:
     click.echo()
     click.echo(tabulate([[e.name, e.feature_dim, ", ".join(e.weights), e.description] for e in extractors],
                         headers=["extractor", "dim", "weights", "description"]))
+    click.echo()
+    click.echo(tabulate([[d.name, ", ".join(" | ".join(file.weights) for file in d.files), d.description]
+                         for d in distances], headers=["distance", "weights", "description"]))

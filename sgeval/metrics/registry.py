@@ -110,7 +110,7 @@ def register_metric(
 
 def _ensure_builtin_metrics() -> None:
     """Import the modules that register the built-in metrics (lazily, so this module imports no torch)."""
-    from sgeval.metrics import fid, inception_score, kid, precision_recall  # noqa: F401
+    from sgeval.metrics import fid, inception_score, kid, ppl, precision_recall, projection, separability  # noqa: F401
 
 
 def list_metrics() -> list[MetricSpec]:

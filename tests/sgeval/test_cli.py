@@ -94,8 +94,8 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, inception_weights_file: Pat
     bad_snapshot.write_bytes(b"garbage that is not a safetensors file")
     _assert_clean_failure(_invoke("fid", bad_snapshot, "--data", images, *weights), "bad.safetensors")
     _assert_clean_failure(_invoke("fid", images, *weights), "--data")
-    calc = _invoke("calc", "--metrics", "fid50k_full,ppl_wend", "--network", images, "--data", images, *weights)
-    _assert_clean_failure(calc, "unknown protocol 'ppl_wend'", "fid50k_full", "kid50k_full", "pr50k3_full")
+    calc = _invoke("calc", "--metrics", "fid50k_full,ppl_wmid", "--network", images, "--data", images, *weights)
+    _assert_clean_failure(calc, "unknown protocol 'ppl_wmid'", "fid50k_full", "kid50k_full", "pr50k3_full")
     wrong_family = _invoke("fid", images, "--data", images, "--protocol", "kid50k_full")
     assert wrong_family.exit_code == 2 and "fid50k_full" in wrong_family.output
 

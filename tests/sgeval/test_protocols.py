@@ -38,7 +38,8 @@ def test_listing_is_sorted_and_complete() -> None:
     names = [protocol.name for protocol in list_protocols()]
     assert names == sorted(names) and set(OFFICIAL) <= set(names)
     assert not get_protocol("prdc50k5").official  # our extension is marked as such
-    assert [spec.name for spec in list_metrics()] == ["fid", "is", "kid", "pr", "prdc"]
+    assert {"fid", "is", "kid", "pr", "prdc", "ppl"} <= {spec.name for spec in list_metrics()}
+    assert [spec.name for spec in list_metrics()] == sorted(spec.name for spec in list_metrics())
 
 
 def test_with_counts_derives_a_recorded_quick_variant() -> None:
@@ -71,8 +72,8 @@ def test_protocols_are_frozen() -> None:
 def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown protocol 'fid10k'.*fid50k_full.*pr50k3"):
         get_protocol("fid10k")
-    with pytest.raises(ValueError, match=r"unknown metric 'ppl'.*fid, is, kid, pr, prdc"):
-        get_metric("ppl")
+    with pytest.raises(ValueError, match=r"unknown metric 'ppl3'.*fid, is, kid.*ppl, pr, prdc"):
+        get_metric("ppl3")
 
 
 def test_registration_errors() -> None:
@@ -111,5 +112,16 @@ def test_every_protocol_dispatches_through_the_registry(name: str) -> None:
 def test_detectors_are_registered_feature_extractors() -> None:
     extractors = pytest.importorskip("sgeval.features.registry")
     for protocol in list_protocols():
+        if protocol.kind != "feature":
+            continue
         spec = extractors.get_extractor_spec(protocol.detector)
         assert protocol.metric in spec.metrics, (protocol.name, spec.name)
+
+
+def test_ppl_protocols_name_registered_distances() -> None:
+    from sgeval.distances import get_distance_spec
+
+    ppl = [protocol for protocol in list_protocols() if protocol.metric == "ppl"]
+    assert {"ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend", "ppl2_wend"} <= {protocol.name for protocol in ppl}
+    for protocol in ppl:
+        assert protocol.kind == "generator" and get_distance_spec(protocol.detector).name == protocol.detector

@@ -1,0 +1,167 @@
+"""The PPL sampler: pairs of images an epsilon apart on a latent path, and their perceptual distance / epsilon^2.
+
+Follows NVIDIA's `perceptual_path_length.py` (TF StyleGAN / StyleGAN2; metrics_spec.md sections 3.1-3.5):
+
+* Z space: z0, z1 ~ N(0, I); the pair is slerp(z0, z1; t) and slerp(z0, z1; t + eps) on unit-normalised
+  latents, both mapped (no truncation). W space: w0 = f(z0), w1 = f(z1), the pair is lerp(w0, w1; t) and
+  lerp(w0, w1; t + eps) of the broadcast per-layer ws. t ~ U(0, 1) ("full") or t = 0 exactly ("end").
+* Noise: one realisation per group of `pairs_per_noise` pairs, shared by both images of every pair of the group
+  (the official code re-initialises its noise variables before each minibatch and synthesises with constant
+  noise), drawn from N(0, 1) into the generator's `noise_const` buffers, which are restored afterwards.
+* Images stay float32 (no quantisation, no clamping). Optional face crop (rows [3c, 7c), columns [2c, 6c),
+  c = H // 8), then box downsampling to 256 by an integer factor: of the cropped size (TF) or of
+  `G.img_resolution` (ADA, which shrinks cropped images to 128 at 1024^2: a named protocol variant).
+* distance(image at t, image at t + eps) / eps^2 with the registered image distance (sgeval.distances).
+
+Randomness depends on (seed, group index) only: latents and t from `np.random.default_rng([seed, group])`, noise
+from a torch generator seeded from the same pair, labels of a conditional generator from the label pool with the
+same stream. So the result does not depend on the batch size, and the cache key holds `pairs_per_noise`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from sgeval.metrics.ppl import PPLSettings
+from sgeval.samplers import SamplerContext, register_sampler
+
+__all__ = ["box_downsample", "face_crop", "lerp", "ppl_images", "sample_ppl", "slerp"]
+
+BOX_TARGET = 256  # the distance network's working resolution in the reference code
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of unit-normalised rows, as the official PPL code: normalise a and b, rotate a
+    towards b by t times their angle, normalise. a, b [N, D]; t [N] -> [N, D] on the unit sphere."""
+    a = a / a.norm(dim=-1, keepdim=True)
+    b = b / b.norm(dim=-1, keepdim=True)
+    d = (a * b).sum(dim=-1, keepdim=True)  # [N, 1] cosine of the angle
+    p = t.unsqueeze(-1) * torch.acos(d.clamp(-1, 1))  # [N, 1] rotated angle
+    c = b - d * a
+    c = c / c.norm(dim=-1, keepdim=True)  # [N, D] unit direction orthogonal to a, towards b
+    d = a * torch.cos(p) + c * torch.sin(p)
+    return d / d.norm(dim=-1, keepdim=True)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation a + (b - a) t with t [N] broadcast over the trailing dimensions of a, b [N, ...]."""
+    return a + (b - a) * t.reshape(-1, *([1] * (a.ndim - 1)))
+
+
+def face_crop(images: torch.Tensor) -> torch.Tensor:
+    """The official face crop: c = H // 8, rows [3c, 7c), columns [2c, 6c) of [N, C, H, W] (1024 -> 512x512)."""
+    c = images.shape[2] // 8
+    return images[:, :, c * 3 : c * 7, c * 2 : c * 6]
+
+
+def box_downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """Mean over factor x factor blocks of [N, C, H, W] (H, W divisible by factor); factor <= 1 returns the input."""
+    if factor <= 1:
+        return images
+    n, channels, height, width = images.shape
+    blocks = images.reshape(n, channels, height // factor, factor, width // factor, factor)
+    return blocks.mean(dim=(3, 5))  # [N, C, H / f, W / f]
+
+
+def ppl_images(images: torch.Tensor, settings: PPLSettings, img_resolution: int) -> torch.Tensor:
+    """Crop and box-downsample generator images [N, C, H, W] (float, ~[-1, 1]) as the protocol says."""
+    if settings.crop:
+        if images.shape[2] < 8 or images.shape[2] % 8 or images.shape[2] != images.shape[3]:
+            raise ValueError(f"the PPL face crop needs square images whose size is a multiple of 8, got "
+                             f"{tuple(images.shape[2:])}; use a protocol without the crop (ppl2_wend)")
+        images = face_crop(images)
+    base = images.shape[2] if settings.downsample == "tf" else img_resolution
+    return box_downsample(images, base // BOX_TARGET)
+
+
+def _noise_buffers(G: Any) -> list[torch.Tensor]:
+    return [buffer for name, buffer in G.named_buffers() if name.split(".")[-1] == "noise_const"]
+
+
+@contextlib.contextmanager
+def _restored_noise(G: Any) -> Iterator[list[torch.Tensor]]:
+    """The generator's `noise_const` buffers, restored to their values when the block ends."""
+    buffers = _noise_buffers(G)
+    saved = [buffer.detach().clone() for buffer in buffers]
+    try:
+        yield buffers
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved, strict=True):
+                buffer.copy_(value)
+
+
+def _require_mapping(G: Any, settings: PPLSettings) -> None:
+    if settings.space == "w" and (getattr(G, "mapping", None) is None or getattr(G, "synthesis", None) is None):
+        raise ValueError(f"PPL in W needs a generator with a mapping network (G.mapping, G.synthesis); this "
+                         f"{type(G).__name__} has none. Use the Z-space protocols (ppl_zfull, ppl_zend) for it.")
+
+
+def _group_inputs(ctx: SamplerContext, group: int, pairs: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                         torch.Tensor | None, int]:
+    """z0, z1 [P, z_dim], t [P], labels [P, c_dim] or None, and the torch noise seed of one group."""
+    rng = np.random.default_rng([ctx.seed, group])
+    z = rng.standard_normal((pairs * 2, int(ctx.G.z_dim)))  # interleaved endpoints, as the official lat[0::2]
+    settings: PPLSettings = ctx.settings
+    t = rng.uniform(size=pairs) if settings.sampling == "full" else np.zeros(pairs)
+    labels = None
+    if ctx.labels is not None:  # both ends of a pair share the label, drawn like the official dataset labels
+        picks = rng.integers(len(ctx.labels), size=pairs)
+        labels = torch.from_numpy(np.asarray(ctx.labels)[picks]).float().to(ctx.device)
+    noise_seed = int(rng.integers(2**62))
+    as_tensor = lambda array: torch.from_numpy(array).float().to(ctx.device)  # noqa: E731
+    return as_tensor(z[0::2]), as_tensor(z[1::2]), as_tensor(t), labels, noise_seed
+
+
+def _pair_images(ctx: SamplerContext, z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor,
+                 labels: torch.Tensor | None) -> torch.Tensor:
+    """Images of both ends of every pair, interleaved [2P, C, H, W] float32 (even: at t, odd: at t + eps)."""
+    G, settings = ctx.G, ctx.settings
+    c = torch.zeros(z0.shape[0], int(G.c_dim), device=ctx.device) if labels is None else labels
+    c2 = c.repeat_interleave(2, dim=0)  # [2P, c_dim]
+    ends = (t, t + settings.epsilon)
+    if settings.space == "z":
+        z = torch.stack([slerp(z0, z1, end) for end in ends], dim=1).flatten(0, 1)  # [2P, z_dim]
+        if getattr(G, "mapping", None) is None:  # no W space (traditional generator): Z goes straight in
+            return G(z, c2, truncation_psi=1, noise_mode="const").float()
+        ws = G.mapping(z, c2, truncation_psi=1)  # [2P, num_ws, w_dim]
+    else:
+        w0, w1 = G.mapping(torch.cat([z0, z1]), torch.cat([c, c]), truncation_psi=1).chunk(2)  # [P, num_ws, w_dim]
+        ws = torch.stack([lerp(w0, w1, end) for end in ends], dim=1).flatten(0, 1)  # [2P, num_ws, w_dim]
+    return G.synthesis(ws, noise_mode="const").float()  # [2P, C, H, W]
+
+
+@register_sampler("ppl", version=1, networks=("distance",))
+@torch.no_grad()
+def sample_ppl(ctx: SamplerContext) -> dict[str, np.ndarray]:
+    """Distances / eps^2 of `ctx.num_samples` pairs: {"distances": float64 [N], "t": float64 [N]}."""
+    settings: PPLSettings = ctx.settings
+    _require_mapping(ctx.G, settings)
+    distance = ctx.networks["distance"]
+    groups = math.ceil(ctx.num_samples / settings.pairs_per_noise)
+    distances, ts = [], []
+    with _restored_noise(ctx.G) as noise_buffers:
+        for group in _progress(range(groups), ctx.progress):
+            z0, z1, t, labels, noise_seed = _group_inputs(ctx, group, settings.pairs_per_noise)
+            generator = torch.Generator(device="cpu").manual_seed(noise_seed)
+            for buffer in noise_buffers:  # one fresh realisation for the whole group (official: per minibatch)
+                buffer.copy_(torch.randn(buffer.shape, generator=generator))
+            images = ppl_images(_pair_images(ctx, z0, z1, t, labels), settings, int(ctx.G.img_resolution))
+            step = distance(images[0::2], images[1::2]).double() / settings.epsilon**2  # [P]
+            distances.append(step.cpu().numpy())
+            ts.append(t.double().cpu().numpy())
+    return {"distances": np.concatenate(distances)[: ctx.num_samples], "t": np.concatenate(ts)[: ctx.num_samples]}
+
+
+def _progress(items: range, enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="ppl", unit="batch", leave=False, dynamic_ncols=True)
