@@ -43,7 +43,8 @@ def fid(
     protocol: str | Protocol = "fid50k_full",  # fid50k_full (covariance / N) or fid50k (/ N-1, the TF papers)
     num_gen: int | None = None,  # generated images instead of the protocol's 50k (a recorded quick variant)
     num_real: int | None = None,  # at most this many reals instead of the protocol's
-    **options: Any,  # seed, device, batch_size, cache, weights_dir, detector_weights, allow_download, run_dir, ...
+    **options: Any,  # seed, device, batch_size, cache, weights_dir, detector_weights, allow_download, run_dir,
+    # mix_latents (K latents mixed per generated image, StyleGAN Table 2: protocol fid50k_full@mix<K>), ...
 ) -> float:
     """Fréchet Inception Distance between `source` and `reference` (pool3 features of the TF Inception).
 

@@ -10,26 +10,32 @@ Sampling is a function of (seed, item index) only, never of the batch size or th
   like the official `batch_gen`), with torch's RNG seeded from (seed, k) for the chunk, so even
   `noise_mode="random"` gives the same image for item i whatever the extraction batch size or sharding.
 
+With `mix_latents = K >= 2` every item mixes K latents of its own stream at random crossover layers (mixing-FID,
+StyleGAN Table 2; the exact recipe is in `sgeval.sources.mixing`); K = 1 is the plain sampling above.
+
 Output conversion is the official one: float images in about [-1, 1] become
 `(x * 127.5 + 128).clamp(0, 255).to(uint8)` (truncation toward zero, metrics_spec.md section 0.1); uint8 output is
 passed through unchanged. NaN or infinite output is an error naming the items, not silently clamped.
 
 Fingerprint: sha256 of the network weights (every state-dict tensor's name, dtype, shape and bytes) plus the
-sampling arguments (truncation, noise mode, labels, gen_batch, latent recipe version). A bare callable has no weights
-to hash: pass `fingerprint=` to make it cacheable; without one its features are never cached.
+sampling arguments (truncation, noise mode, labels, gen_batch, latent recipe version, and the mixing recipe when
+K >= 2). A bare callable has no weights to hash: pass `fingerprint=` to make it cacheable; without one its features
+are never cached.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["CallableSource", "GeneratorSource", "float_to_uint8", "latents_for_items", "module_fingerprint"]
+__all__ = ["CallableSource", "GeneratorSource", "float_to_uint8", "item_streams", "latents_for_items",
+           "module_fingerprint"]
 
 LATENT_RECIPE = "default_rng([seed, index]).standard_normal/v1"  # changes the images: part of the fingerprint
 NOISE_MODES = ("random", "const", "none")
@@ -50,18 +56,30 @@ def float_to_uint8(images: torch.Tensor, where: str = "generator", first_item: i
     return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # [N, C, H, W]
 
 
+def item_streams(seed: int, indices: Sequence[int], z_dim: int, label_pool: np.ndarray | None = None
+                 ) -> Iterator[tuple[np.random.Generator, np.ndarray, np.ndarray | None]]:
+    """Per item: (its stream after the plain draws, latent float64 [z_dim], pool label [c_dim] or None).
+
+    Further draws of an item (the extra latents of mixing) continue its stream, so the plain ones never change.
+    """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    for index in indices:
+        rng = np.random.default_rng([seed, int(index)])
+        z = rng.standard_normal(z_dim)
+        label = None if label_pool is None else label_pool[rng.integers(label_pool.shape[0])]
+        yield rng, z, label
+
+
 def latents_for_items(seed: int, indices: Sequence[int], z_dim: int,
                       label_pool: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Latents (and pool labels) of the given items: float32 [B, z_dim], float32 [B, c_dim] or None."""
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
     z = np.empty((len(indices), z_dim), dtype=np.float32)
     labels = None if label_pool is None else np.empty((len(indices), label_pool.shape[1]), dtype=np.float32)
-    for row, index in enumerate(indices):
-        rng = np.random.default_rng([seed, int(index)])
-        z[row] = rng.standard_normal(z_dim)
-        if labels is not None and label_pool is not None:  # labels exist exactly when label_pool does
-            labels[row] = label_pool[rng.integers(label_pool.shape[0])]
+    for row, (_rng, z_row, label) in enumerate(item_streams(seed, indices, z_dim, label_pool)):
+        z[row] = z_row
+        if labels is not None and label is not None:  # labels exist exactly when label_pool does
+            labels[row] = label
     return z, labels
 
 
@@ -130,30 +148,34 @@ class _LatentSource:
         return {"latent_recipe": LATENT_RECIPE, "gen_batch": self.gen_batch, "class_idx": self.class_idx,
                 "label_pool_sha256": pool_digest}
 
-    def _labels(self, z: np.ndarray, pool_labels: np.ndarray | None, device: torch.device) -> torch.Tensor:
+    def _labels(self, count: int, pool_labels: np.ndarray | None, device: torch.device) -> torch.Tensor:
         if self.class_idx is not None:
-            c = torch.zeros(z.shape[0], self.c_dim, device=device)  # [B, c_dim]
+            c = torch.zeros(count, self.c_dim, device=device)  # [B, c_dim]
             c[:, self.class_idx] = 1
             return c
         if pool_labels is not None:
             return torch.from_numpy(pool_labels).to(device)  # [B, c_dim]
-        return torch.zeros(z.shape[0], 0, device=device)  # [B, 0], as the official code passes for c_dim = 0
+        return torch.zeros(count, 0, device=device)  # [B, 0], as the official code passes for c_dim = 0
 
     def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def _images(self, seed: int, indices: range, device: torch.device) -> Any:
+        """Raw output for the given items (torch's RNG already seeded for their chunk): plain latents -> _generate."""
+        z_np, pool_labels = latents_for_items(seed, indices, self.z_dim, self.label_pool)
+        z = torch.from_numpy(z_np).to(device)  # [gen_batch, z_dim]
+        c = self._labels(len(indices), pool_labels, device)  # [gen_batch, c_dim]
+        return self._generate(z, c)  # [gen_batch, C, H, W]
 
     def _chunk(self, seed: int, chunk: int, device: torch.device) -> torch.Tensor:
         """uint8 images [gen_batch, C, H, W] of items chunk*gen_batch ... (memoised: the last chunk only)."""
         if self._memo is not None and self._memo[0] == (seed, chunk) and self._memo[1].device == device:
             return self._memo[1]
         indices = range(chunk * self.gen_batch, (chunk + 1) * self.gen_batch)
-        z_np, pool_labels = latents_for_items(seed, indices, self.z_dim, self.label_pool)
-        z = torch.from_numpy(z_np).to(device)  # [gen_batch, z_dim]
-        c = self._labels(z_np, pool_labels, device)  # [gen_batch, c_dim]
         noise_seed = int(np.random.SeedSequence([seed, chunk, 1]).generate_state(1)[0])
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
             torch.manual_seed(noise_seed)  # per-image noise of this chunk, independent of batching
-            images = self._generate(z, c)  # [gen_batch, C, H, W]
+            images = self._images(seed, indices, device)  # [gen_batch, C, H, W]
         images = self._to_uint8(images, indices)
         self._memo = ((seed, chunk), images)
         return images
@@ -197,6 +219,7 @@ class GeneratorSource(_LatentSource):
         gen_batch: int = 4,  # items per generator call (official batch_gen = 4)
         fingerprint: str | None = None,  # override; default: hash of G's state dict
         name: str | None = None,  # how results name it (e.g. the snapshot path)
+        mix_latents: int = 1,  # latents mixed per image at random crossovers (mixing-FID); 1 = plain sampling
     ) -> None:
         missing = [attr for attr in ("z_dim", "c_dim", "img_resolution", "img_channels") if not hasattr(G, attr)]
         if missing or not callable(G):
@@ -210,6 +233,38 @@ class GeneratorSource(_LatentSource):
         self.noise_mode = noise_mode
         self.name = name or type(G).__name__
         self._fingerprint = fingerprint
+        self._num_ws = self._check_mixing(mix_latents)  # 0 for plain sampling
+        self.mix_latents = int(mix_latents)
+
+    def _check_mixing(self, mix_latents: int) -> int:
+        from sgeval.sources.mixing import check_mixing
+
+        return check_mixing(self.G, mix_latents, self.name)
+
+    def with_mixing(self, mix_latents: int) -> GeneratorSource:
+        """This source with `mix_latents` latents mixed per image (sgeval.sources.mixing); K = 1 is plain sampling.
+
+        Returns `self` when K is unchanged; the copy shares the network and its weights hash.
+
+        Raises:
+            ValueError: K < 1, a generator without a mapping network asked for K >= 2, or K > num_ws.
+        """
+        if mix_latents == self.mix_latents:
+            return self
+        num_ws = self._check_mixing(mix_latents)
+        mixed = copy.copy(self)
+        mixed.mix_latents, mixed._num_ws, mixed._memo = int(mix_latents), num_ws, None
+        return mixed
+
+    def sampling_args(self) -> dict[str, Any]:
+        """As `_LatentSource.sampling_args`, plus the number of mixed latents and their recipe when K >= 2 (so
+        plain sources keep their fingerprints and cache entries)."""
+        from sgeval.sources.mixing import MIX_RECIPE
+
+        args = super().sampling_args()
+        if self.mix_latents > 1:
+            args |= {"mix_latents": self.mix_latents, "mix_recipe": MIX_RECIPE}
+        return args
 
     def fingerprint(self) -> str | None:
         """sha256 of the weights (or the given fingerprint) and the sampling arguments; None if not hashable."""
@@ -235,8 +290,22 @@ class GeneratorSource(_LatentSource):
             check_finite_weights(self.G, self.name)
             self.G.to(device)
 
+    def _images(self, seed: int, indices: range, device: torch.device) -> Any:
+        """Plain sampling, or K latents of each item's stream mixed at its crossovers (sgeval.sources.mixing)."""
+        if self.mix_latents == 1:
+            return super()._images(seed, indices, device)
+        from sgeval.sources.mixing import mixed_images, mixing_draws
+
+        draws = mixing_draws(seed, indices, self.z_dim, self.mix_latents, self._num_ws, self.label_pool)
+        c = self._labels(len(indices), draws.labels, device)  # [gen_batch, c_dim]
+        images = mixed_images(self.G, draws, c, self.truncation_psi, self.noise_mode)  # [gen_batch, C, H, W]
+        return self._checked_shape(images)
+
     def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         images = self.G(z, c, truncation_psi=self.truncation_psi, noise_mode=self.noise_mode)
+        return self._checked_shape(images)
+
+    def _checked_shape(self, images: Any) -> Any:
         expected = (int(self.G.img_channels), int(self.G.img_resolution), int(self.G.img_resolution))
         if isinstance(images, torch.Tensor) and tuple(images.shape[1:]) != expected:
             raise ValueError(f"{self.name}: generated images have shape {tuple(images.shape)}, but the generator "

@@ -4,6 +4,10 @@ What sgeval takes from sgmodels, all through here:
 - snapshots: an sgmodels snapshot (`.safetensors` written by `sgmodels.snapshot.save_snapshot`) becomes a
   `GeneratorSource` of its evaluated network (G_ema when present, else G); sgmodels generators use the official
   attribute names, so nothing else is adapted;
+- the generator itself (`load_generator`), for metrics that optimise through it (the LPIPS projector), and the
+  PNG writer and image grid of `sgmodels.images` for their picture outputs;
+- style mixing (`sgmodels.mixing`): mixing-FID feeds the layers of one image with the ws of several latents through
+  the same `mixed_ws` that training's mixing regularisation uses;
 - the dataset reader (`sgmodels.data.reader`): sgeval's image folder and zip sources list, decode and label images
   with the same code that training uses, so a run is evaluated on exactly the data it was trained on;
 - small generic helpers that both packages share instead of copying: the crash-safe temporary files of
@@ -36,8 +40,12 @@ __all__ = [
     "atomic_temp_path",
     "check_finite_images",
     "check_finite_weights",
+    "image_grid",
     "is_sgmodels_snapshot",
+    "is_style_generator",
+    "load_generator",
     "load_sgmodels_source",
+    "mixed_ws",
     "open_dataset_reader",
     "read_image",
     "snapshot_c_dim",
@@ -45,6 +53,7 @@ __all__ = [
     "snapshot_training_data",
     "stale_temp_files",
     "sweep_stale_temp_files",
+    "write_png",
 ]
 
 
@@ -119,6 +128,56 @@ def load_sgmodels_source(
     generator = load_generator(path, device=device)
     return GeneratorSource(generator, truncation_psi=truncation_psi, noise_mode=noise_mode, class_idx=class_idx,
                            labels=labels, gen_batch=gen_batch, name=str(path))
+
+
+def load_generator(path: str | os.PathLike[str], device: str = "cpu") -> torch.nn.Module:
+    """The evaluated network (G_ema when present, else G) of an sgmodels snapshot, in eval mode, on `device`.
+
+    Raises:
+        ValueError (sgmodels.snapshot.SnapshotError, NonFiniteError): missing, corrupt or pickled file, inconsistent
+            network, or NaN/infinite weights.
+    """
+    from sgmodels.snapshot import load_generator as load
+
+    return load(path, device=device)
+
+
+def write_png(path: str | os.PathLike[str], image: torch.Tensor) -> None:
+    """Write one uint8 image [C, H, W] (C = 1 or 3) as a PNG file atomically (sgmodels.images.save_png)."""
+    from sgmodels.images import save_png
+
+    with atomic_temp_path(path) as temp:
+        save_png(temp, image)
+
+
+def image_grid(images: torch.Tensor, cols: int | None = None) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> one uint8 image [C, rows * H, cols * W], row by row (sgmodels.images.image_grid)."""
+    from sgmodels.images import image_grid as grid
+
+    return grid(images, cols=cols)
+
+
+def is_style_generator(G: Any) -> bool:
+    """Whether `G` has a W space (`mapping`, `synthesis`, `w_dim`, `num_ws`), as sgmodels decides it."""
+    from sgmodels.protocols import is_style_generator as check
+
+    return bool(check(G))
+
+
+def mixed_ws(
+    G: Any,  # style-based generator: mapping(z, c, truncation_psi=...) and num_ws
+    zs: list[torch.Tensor],  # K latents [N, z_dim] each
+    c: torch.Tensor | None,  # labels [N, c_dim] shared by the K latents (c_dim may be 0), or None
+    crossovers: torch.Tensor,  # int64 [N, K - 1], sorted per row, in [0, num_ws]
+    truncation_psi: float = 1.0,  # applied to every latent's ws before mixing (1 = none)
+) -> torch.Tensor:
+    """sgmodels' style mixing: map each z and give layer l the ws of latent (number of crossovers <= l).
+
+    Returns ws [N, num_ws, w_dim] for `G.synthesis`.
+    """
+    from sgmodels.mixing import mixed_ws as mix
+
+    return mix(G, zs, c, crossovers=crossovers, truncation_psi=truncation_psi)
 
 
 def check_finite_images(images: torch.Tensor, where: str, first_item: int = 0) -> None:
