@@ -1,0 +1,443 @@
+"""Attribute classifiers for linear separability: a discriminator-like CNN trained on a labelled dataset.
+
+The StyleGAN paper labels generated images with 40 binary CelebA-HQ attribute classifiers, each "the same
+architecture as the discriminator" (metrics_spec.md section 4), one network per attribute. Here one network has a
+shared convolutional trunk and one logit per attribute: the separability metric only reads each attribute's logit,
+and on a CPU one shared trunk costs 1/A of A separate networks both to train and to label 200,000 images (A = 40
+for CelebA). Each head still gives an independent binary decision (logit >= 0: the attribute is present).
+
+Architecture (`AttributeClassifier`): 1x1 conv from the image channels, then per resolution R down to 8 two 3x3
+convs with leaky ReLU(0.2) and a 2x2 average pooling, then at 4x4 a 3x3 conv, a dense layer and the linear head
+[A]. Widths min(channel_base / R, channel_max). No minibatch-stddev layer (a discriminator's): a logit must depend
+on its own image only, whatever the batch.
+
+Labels come from the dataset through sgeval's image sources (dataset.json or class sub-folders, read by the one
+shared reader): class labels become one-vs-rest attributes ("is class k"), multi-attribute vectors stay attributes
+(0/1 or -1/+1 values). Training: Adam, binary cross-entropy summed over attributes, a held-out split drawn from
+the seed; everything (split, initialisation, batch order) derives from the seed. Output: `classifiers.safetensors`
+(tensors only, no pickle) and `classifiers.json` (architecture, attribute names, input resolution and channels,
+held-out accuracy per attribute, dataset fingerprint, sha256 of the tensor file), both written atomically.
+
+Loading (`load_classifiers`) treats the folder as untrusted: the JSON is type- and range-checked, the tensor file
+must have the recorded sha256, and every tensor name and shape is compared with the architecture before building.
+Applied to generator images of a higher resolution, images are box-downsampled by the integer factor, as the
+official code box-downsamples to 256x256 (a non-integer factor or a smaller generator image is refused).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sgeval.atomic import atomic_write_bytes, atomic_write_text
+from sgeval.samplers.ppl import box_downsample  # the official box filter (mean over f x f blocks)
+
+__all__ = ["AttributeClassifier", "ClassifierError", "ClassifierSet", "TrainOptions", "accuracy_rows",
+           "attribute_targets", "load_classifiers", "read_description", "save_classifiers",
+           "train_classifiers"]
+
+PathLike = str | os.PathLike[str]
+FORMAT = "sgeval-classifiers/v1"
+WEIGHTS_FILE = "classifiers.safetensors"
+DESCRIPTION_FILE = "classifiers.json"
+OFFICIAL_PATTERN = "celebahq-classifier-*.pkl"
+TRAIN_HINT = "train classifiers with `sgeval classifiers train --data LABELLED.zip --outdir DIR`"
+_PRELOAD_BYTES = 2 << 30  # datasets up to this many uint8 bytes are decoded once, not once per epoch
+
+
+class ClassifierError(ValueError):
+    """A classifier folder is missing, incomplete, damaged, or does not fit the generator."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Architecture
+
+
+def _width(resolution: int, channel_base: int, channel_max: int) -> int:
+    return max(1, min(channel_base // resolution, channel_max))
+
+
+class AttributeClassifier(torch.nn.Module):
+    """Discriminator-like CNN: images float [N, channels, resolution, resolution] in [-1, 1] -> logits [N, A]."""
+
+    def __init__(
+        self,
+        resolution: int,  # input size, a power of two >= 4
+        channels: int,  # image channels, 1 or 3
+        num_attributes: int,  # A: one logit per attribute (>= 0: present)
+        channel_base: int = 2048,  # width at resolution R is min(channel_base / R, channel_max)
+        channel_max: int = 128,  # widest layer
+    ) -> None:
+        super().__init__()
+        self.kwargs = {"resolution": resolution, "channels": channels, "num_attributes": num_attributes,
+                       "channel_base": channel_base, "channel_max": channel_max}
+        width = lambda r: _width(r, channel_base, channel_max)  # noqa: E731
+        layers: list[torch.nn.Module] = [torch.nn.Conv2d(channels, width(resolution), 1), torch.nn.LeakyReLU(0.2)]
+        r = resolution
+        while r > 4:
+            layers += [torch.nn.Conv2d(width(r), width(r), 3, padding=1), torch.nn.LeakyReLU(0.2),
+                       torch.nn.Conv2d(width(r), width(r // 2), 3, padding=1), torch.nn.LeakyReLU(0.2),
+                       torch.nn.AvgPool2d(2)]
+            r //= 2
+        layers += [torch.nn.Conv2d(width(4), width(4), 3, padding=1), torch.nn.LeakyReLU(0.2), torch.nn.Flatten(),
+                   torch.nn.Linear(width(4) * 16, width(4)), torch.nn.LeakyReLU(0.2),
+                   torch.nn.Linear(width(4), num_attributes)]
+        self.net = torch.nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits float32 [N, A] of images [N, C, R, R] (float, [-1, 1])."""
+        return self.net(images)
+
+
+_ARCH_LIMITS = {"resolution": (4, 1024), "channels": (1, 3), "num_attributes": (1, 4096),
+                "channel_base": (1, 1 << 20), "channel_max": (1, 4096)}
+
+
+def _checked_architecture(kwargs: Any, where: str) -> dict[str, int]:
+    """Architecture kwargs from an untrusted description, bounded before anything is allocated."""
+    if not isinstance(kwargs, dict) or set(kwargs) != set(_ARCH_LIMITS):
+        raise ClassifierError(f"{where}: 'architecture' must hold exactly {sorted(_ARCH_LIMITS)}")
+    for name, (low, high) in _ARCH_LIMITS.items():
+        value = kwargs[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ClassifierError(f"{where}: architecture {name} must be an integer in [{low}, {high}], got {value!r}")
+    if kwargs["resolution"] & (kwargs["resolution"] - 1) or kwargs["channels"] == 2:
+        raise ClassifierError(f"{where}: resolution must be a power of two and channels 1 or 3, got "
+                              f"{kwargs['resolution']} and {kwargs['channels']}")
+    return dict(kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The classifier set (what the separability sampler calls)
+
+
+class ClassifierSet:
+    """Loaded classifiers: `__call__(images) -> logits`, `identity()` for cache keys, attribute names."""
+
+    def __init__(self, model: AttributeClassifier, description: dict[str, Any], location: Path | None) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.description = description
+        self.location = location
+        self.attributes: list[str] = list(description["attributes"])
+        self.resolution = int(description["architecture"]["resolution"])
+        self.channels = int(description["architecture"]["channels"])
+        self.weights_sha256: str = description["weights_sha256"]
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-able identity (weights sha256, attributes, input shape): part of the sampler's cache key."""
+        return {"name": "classifiers", "format": FORMAT, "weights_sha256": self.weights_sha256,
+                "attributes": self.attributes, "resolution": self.resolution, "channels": self.channels}
+
+    def to(self, device: torch.device | str) -> ClassifierSet:
+        """Move the network to `device` (in place); returns self."""
+        self.model.to(device)
+        return self
+
+    def input_factor(self, resolution: int, channels: int) -> int:
+        """Box-downsampling factor for images [N, channels, resolution, resolution]; ClassifierError when they do not
+        fit (other channel count, smaller, or a non-integer multiple of the classifier's resolution)."""
+        where = f"classifiers {self.location or ''}".rstrip()
+        if channels != self.channels:
+            raise ClassifierError(f"{where} take {self.channels}-channel images, the generator makes "
+                                  f"{channels}-channel ones; {TRAIN_HINT} on data like the generator's")
+        if resolution < self.resolution or resolution % self.resolution:
+            raise ClassifierError(f"{where} take {self.resolution}x{self.resolution} images; {resolution}x{resolution} "
+                                  f"images are not an integer multiple of that (box downsampling only shrinks by an "
+                                  f"integer factor); {TRAIN_HINT} at a resolution that divides {resolution}")
+        return resolution // self.resolution
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits float32 [N, A] (>= 0: attribute present) of images float [N, C, H, W] in [-1, 1] (H = W)."""
+        if images.ndim != 4 or images.shape[2] != images.shape[3] or not images.is_floating_point():
+            raise ValueError(f"classifiers take float images [N, C, H, H], got {images.dtype} {tuple(images.shape)}")
+        factor = self.input_factor(int(images.shape[2]), int(images.shape[1]))
+        x = box_downsample(images.float(), factor)  # [N, C, R, R]
+        return self.model(x).float()  # [N, A]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Labels
+
+
+def attribute_targets(labels: np.ndarray | None, num_classes: int, class_names: Sequence[str] | None,
+                      names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], str]:
+    """Binary targets bool [N, A], attribute names and the label kind ("classes" or "attributes").
+
+    Args:
+        labels: int64 [N] class indices (one-vs-rest: attribute k = "is class k") or float [N, A] attribute
+            vectors with 0/1 or -1/+1 entries (present: 1 / +1).
+        num_classes: A for class labels (the dataset's class count).
+        class_names: names of the classes when the dataset has them.
+        names: attribute names to use instead (length A).
+    """
+    if labels is None:
+        raise ValueError(f"the dataset has no labels (no dataset.json labels, no class sub-folders); {TRAIN_HINT} "
+                         "on a labelled dataset")
+    if labels.ndim == 1:
+        targets = np.eye(num_classes, dtype=bool)[labels.astype(np.int64)]  # [N, A] one-vs-rest
+        kind, default = "classes", list(class_names or [f"class{k:02d}" for k in range(num_classes)])
+    else:
+        values = np.unique(labels)
+        if set(values.tolist()) <= {0.0, 1.0}:
+            targets = labels > 0.5
+        elif set(values.tolist()) <= {-1.0, 1.0}:
+            targets = labels > 0
+        else:
+            raise ValueError(f"attribute labels must be binary (0/1 or -1/+1), found values {values[:6].tolist()}")
+        kind, default = "attributes", [f"attr{k:02d}" for k in range(labels.shape[1])]
+    chosen = list(names) if names else default
+    if len(chosen) != targets.shape[1] or len(set(chosen)) != len(chosen):
+        raise ValueError(f"need {targets.shape[1]} distinct attribute names, got {len(chosen)}: {chosen}")
+    return targets, chosen, kind
+
+
+def _class_names(source: Any) -> list[str] | None:
+    names = getattr(source, "class_names", None)  # the image sources do not expose them publicly yet
+    if names is None:
+        table = getattr(getattr(source, "_reader", None), "labels", None)
+        names = getattr(table, "class_names", None)
+    return list(names) if names else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """How `train_classifiers` trains (recorded in the description)."""
+
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 64  # images per optimiser step
+    lr: float = 2e-3  # Adam learning rate, betas (0.9, 0.99)
+    held_out: float = 0.1  # fraction of the images kept out of training to measure accuracy
+    seed: int = 0  # split, initialisation and batch order
+    resolution: int | None = None  # input resolution (dataset images box-downsampled); None: the dataset's
+    channel_base: int = 2048  # see AttributeClassifier
+    channel_max: int = 128  # see AttributeClassifier
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 < self.held_out < 1:
+            raise ValueError("epochs and batch_size must be >= 1, lr > 0 and held_out in (0, 1)")
+
+
+def _split(count: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) item indices, sorted; a seeded permutation, at least one item on each side."""
+    if count < 2:
+        raise ValueError(f"need at least 2 labelled images to train and measure classifiers, got {count}")
+    order = np.random.default_rng([seed, 0]).permutation(count)
+    num_held = min(count - 1, max(1, round(count * held_out)))
+    return np.sort(order[num_held:]), np.sort(order[:num_held])
+
+
+class _Images:
+    """uint8 images of a source by index, decoded once when the dataset is small enough, else per batch."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        size = int(source.num_items) * int(np.prod(source.image_shape))
+        self.all = source.read(range(source.num_items)) if size <= _PRELOAD_BYTES else None  # [N, C, H, W]
+
+    def float(self, indices: np.ndarray, factor: int, device: torch.device) -> torch.Tensor:
+        """Float images [B, C, H / f, W / f] in [-1, 1] (x / 127.5 - 1, the official dataset scaling)."""
+        batch = self.all[torch.from_numpy(indices)] if self.all is not None else self.source.read(indices.tolist())
+        return box_downsample(batch.to(device).float() / 127.5 - 1, factor)
+
+
+def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = TrainOptions(), *,
+                      names: Sequence[str] | None = None, device: str = "cpu",
+                      progress: bool = True) -> dict[str, Any]:
+    """Train one logit per attribute on a labelled dataset (folder or zip); save them to `outdir`.
+
+    Returns the description written to `outdir/classifiers.json` (held-out accuracy per attribute included).
+
+    Raises:
+        ValueError: unlabelled data, non-binary attribute vectors, a resolution that does not divide the
+            dataset's, fewer than 2 images.
+    """
+    from sgeval.sources.images import open_image_source
+
+    source = open_image_source(data)
+    vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled
+    targets, attributes, kind = attribute_targets(source.labels, 0 if vectors is None else vectors.shape[1],
+                                                  _class_names(source), names)
+    channels, native = int(source.image_shape[0]), int(source.image_shape[1])
+    resolution = options.resolution or native
+    if source.image_shape[1] != source.image_shape[2] or native % resolution or resolution & (resolution - 1):
+        raise ValueError(f"classifier resolution {resolution} must be a power of two dividing the dataset's square "
+                         f"{native}x{native} images")
+    architecture = _checked_architecture({"resolution": resolution, "channels": channels,
+                                          "num_attributes": len(attributes), "channel_base": options.channel_base,
+                                          "channel_max": options.channel_max}, "options")
+    train, held = _split(source.num_items, options.held_out, options.seed)
+    torch_device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.seed)
+        model = AttributeClassifier(**architecture).to(torch_device)
+    images = _Images(source)
+    _fit(model, images, torch.from_numpy(targets).float(), train, native // resolution, options, torch_device,
+         progress)
+    accuracy = _accuracy(model, images, targets, held, native // resolution, options.batch_size, torch_device)
+    description = {
+        "format": FORMAT, "architecture": architecture, "attributes": attributes, "label_kind": kind,
+        "held_out_accuracy": dict(zip(attributes, accuracy, strict=True)),
+        "num_train": int(train.size), "num_held_out": int(held.size),
+        "dataset": {"path": str(Path(data).expanduser()), "fingerprint": source.fingerprint(),
+                    "num_items": int(source.num_items), "image_shape": list(source.image_shape)},
+        "training": dataclasses.asdict(options) | {"device": device, "torch": torch.__version__},
+    }
+    return save_classifiers(model, description, Path(outdir).expanduser())
+
+
+def _fit(model: AttributeClassifier, images: _Images, targets: torch.Tensor, train: np.ndarray, factor: int,
+         options: TrainOptions, device: torch.device, progress: bool) -> None:
+    """Adam on the summed binary cross-entropy of all attributes; batch order from the seed."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, betas=(0.9, 0.99))
+    rng = np.random.default_rng([options.seed, 1])
+    steps = math.ceil(train.size / options.batch_size)
+    model.train()
+    with _bar(options.epochs * steps, progress) as bar:
+        for _epoch in range(options.epochs):
+            order = train[rng.permutation(train.size)]
+            for start in range(0, order.size, options.batch_size):
+                batch = order[start : start + options.batch_size]
+                logits = model(images.float(batch, factor, device))  # [B, A]
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, targets[torch.from_numpy(batch)].to(device), reduction="none").sum(dim=1).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                bar.update()
+    model.eval()
+
+
+@torch.no_grad()
+def _accuracy(model: AttributeClassifier, images: _Images, targets: np.ndarray, held: np.ndarray, factor: int,
+              batch_size: int, device: torch.device) -> list[float]:
+    """Fraction of held-out images whose decision (logit >= 0) matches the label, per attribute."""
+    correct = np.zeros(targets.shape[1])
+    for start in range(0, held.size, batch_size):
+        batch = held[start : start + batch_size]
+        decisions = (model(images.float(batch, factor, device)) >= 0).cpu().numpy()  # [B, A]
+        correct += (decisions == targets[batch]).sum(axis=0)
+    return (correct / held.size).tolist()
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="classifiers", unit="step", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def save_classifiers(model: AttributeClassifier, description: dict[str, Any], outdir: Path) -> dict[str, Any]:
+    """Write `outdir/classifiers.safetensors`, then `outdir/classifiers.json` = `description` plus the tensor file's
+    name and sha256 (both atomic, in that order: a reader never sees a description of other weights).
+
+    Returns the description as written."""
+    from safetensors.torch import save
+
+    payload = save({name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()})
+    outdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(outdir / WEIGHTS_FILE, payload)
+    description = description | {"weights_file": WEIGHTS_FILE, "weights_sha256": hashlib.sha256(payload).hexdigest()}
+    atomic_write_text(outdir / DESCRIPTION_FILE, json.dumps(description, indent=1) + "\n")
+    return description
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _missing(folder: Path, what: str) -> ClassifierError:
+    if folder.is_dir() and any(folder.glob(OFFICIAL_PATTERN)):
+        return ClassifierError(
+            f"{folder} holds NVIDIA's CelebA-HQ classifier pickles ({OFFICIAL_PATTERN}); reading them needs the safe "
+            f"TensorFlow-pickle loader of the checkpoint-interop work, which sgeval does not have yet (it never "
+            f"unpickles). Until then, {TRAIN_HINT}")
+    return ClassifierError(f"{what}; {TRAIN_HINT}")
+
+
+def read_description(folder: PathLike) -> dict[str, Any]:
+    """The checked `classifiers.json` of a classifier folder (no tensors read); ClassifierError naming what is wrong."""
+    location = Path(folder).expanduser()
+    if not location.is_dir():
+        raise _missing(location, f"classifier folder {location} does not exist" if not location.exists()
+                       else f"{location} is not a folder (give the folder holding {DESCRIPTION_FILE})")
+    path = location / DESCRIPTION_FILE
+    if not path.is_file():
+        raise _missing(location, f"no classifiers in {location} (no {DESCRIPTION_FILE})")
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ClassifierError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(description, dict) or description.get("format") != FORMAT:
+        raise ClassifierError(f"{path}: not an sgeval classifier description (format {FORMAT!r} expected)")
+    architecture = _checked_architecture(description.get("architecture"), str(path))
+    attributes = description.get("attributes")
+    if (not isinstance(attributes, list) or not all(isinstance(name, str) for name in attributes)
+            or len(attributes) != architecture["num_attributes"]):
+        raise ClassifierError(f"{path}: 'attributes' must list {architecture['num_attributes']} names")
+    if description.get("weights_file") != WEIGHTS_FILE or not isinstance(description.get("weights_sha256"), str):
+        raise ClassifierError(f"{path}: 'weights_file' must be {WEIGHTS_FILE!r} with its 'weights_sha256'")
+    return description
+
+
+def load_classifiers(folder: PathLike, device: str | torch.device = "cpu") -> ClassifierSet:
+    """Load a classifier folder written by `train_classifiers` (or `sgeval classifiers train`).
+
+    Raises:
+        ClassifierError (a ValueError): missing folder or files (naming `sgeval classifiers train`; official
+            CelebA-HQ pickles are named as such), an invalid description, a tensor file whose sha256 differs
+            from the recorded one, or tensors that do not fit the described architecture.
+    """
+    from safetensors.torch import load
+
+    description = read_description(folder)
+    location = Path(folder).expanduser()
+    path = location / WEIGHTS_FILE
+    if not path.is_file():
+        raise _missing(location, f"{path} is missing (its description {DESCRIPTION_FILE} is there)")
+    payload = path.read_bytes()
+    if hashlib.sha256(payload).hexdigest() != description["weights_sha256"]:
+        raise ClassifierError(f"{path}: sha256 differs from the one recorded in {DESCRIPTION_FILE}: the file was "
+                              "changed or damaged after training; train the classifiers again")
+    try:
+        tensors = load(payload)
+    except Exception as error:  # safetensors raises its own error types for malformed headers
+        raise ClassifierError(f"{path}: not a readable safetensors file ({error})") from None
+    model = AttributeClassifier(**description["architecture"])
+    _check_tensors(tensors, model.state_dict(), path)
+    model.load_state_dict(tensors)
+    return ClassifierSet(model, description, location).to(device)
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:
+    if set(tensors) != set(expected):
+        unknown, absent = sorted(set(tensors) - set(expected)), sorted(set(expected) - set(tensors))
+        raise ClassifierError(f"{path}: tensors do not match the described architecture (unexpected "
+                              f"{unknown[:3]}, missing {absent[:3]})")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
+            raise ClassifierError(f"{path}: tensor {name} is {tensor.dtype} {tuple(tensor.shape)}, the architecture "
+                                  f"needs {expected[name].dtype} {tuple(expected[name].shape)}")
+        if not torch.isfinite(tensor).all():
+            raise ClassifierError(f"{path}: tensor {name} holds NaN or infinite values")
+
+
+def accuracy_rows(description: dict[str, Any]) -> Iterable[tuple[str, float]]:
+    """(attribute, held-out accuracy) pairs of a description, in attribute order."""
+    accuracy = description.get("held_out_accuracy") or {}
+    return [(name, float(accuracy.get(name, float("nan")))) for name in description["attributes"]]

@@ -1,0 +1,155 @@
+"""`sgeval ls` (linear separability of a snapshot) and `sgeval classifiers train|info` (the attribute classifiers it
+needs); thin layers over sgeval.runner and sgeval.classifiers.
+
+`sgeval ls` prints one row per attribute (H(Y|X) in bits in z and in w) and the totals `ls_z`, `ls_w`; `--json`
+prints the result records instead (the per-attribute values are `ls_z_hNN`, `ls_w_hNN`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sgeval.commands.metrics import _count, _networks, _print, _run_one, evaluation_options_except
+
+__all__ = ["classifiers_group", "ls_command"]
+
+
+@click.command("ls")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--classifiers", "classifiers", required=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Attribute classifiers written by `sgeval classifiers train` (input resolution must divide the "
+                   "generator's).")
+@click.option("--num-samples", callback=_count, default=None, metavar="N",
+              help="Generated images instead of the official 200k; recorded as a quick variant (ls@genN).")
+@evaluation_options_except("num_gen", "num_real", "mix_latents", "weights_dir", "detector_weights", "allow_download")
+def ls_command(source: str, classifiers: Path, num_samples: int | None, data: Path | None, **options: Any) -> None:
+    """Linear separability of SOURCE (a snapshot or a training run directory) in Z and W.
+
+    Generates images (float, random noise, no truncation), labels them with the classifiers, keeps the most
+    confident half per attribute, fits a linear SVM on z and on w, and reports 2^(sum of H(Y|X) in bits) (lower is
+    better; 1 = every attribute linearly separable). A generator without a mapping network has no W: ls_w is NaN.
+
+    \b
+    Examples:
+      sgeval classifiers train --data celeba-attributes.zip --outdir classifiers/
+      sgeval ls runs/00000-.../network-snapshot-000500.safetensors --classifiers classifiers/ --device cuda
+      sgeval ls G.safetensors --classifiers classifiers/ --num-samples 20k --json
+    """
+    as_json = options.pop("as_json")
+    networks = _networks(source, options.pop("all_snapshots"))
+    results = []
+    for network in networks:
+        if len(networks) > 1 or network != source:
+            click.echo(f"evaluating {network}", err=True)
+        results += _run_one(["ls"], network, data, num_gen=num_samples, num_real=None, classifiers=classifiers,
+                            weights_dir=None, detector_weights=None, allow_download=False, **options)
+    if as_json:
+        _print(results, True, single=len(results) == 1)
+        return
+    for result in results:
+        _print_table(result)
+
+
+def _print_table(result: Any) -> None:
+    """Per-attribute conditional entropies, then the totals, of one LS result."""
+    from tabulate import tabulate
+
+    names = ((result.extra or {}).get("classifiers") or {}).get("attributes") or []
+    indices = sorted(int(key[3:]) for key in result.values if key.startswith("z_h"))
+    rows = [[index, names[index] if index < len(names) else "", result.values[f"z_h{index:02d}"],
+             result.values.get(f"w_h{index:02d}", math.nan)] for index in indices]
+    if result.snapshot:
+        click.echo(f"{result.snapshot}")
+    click.echo(tabulate(rows, headers=["#", "attribute", "H(Y|X) z [bits]", "H(Y|X) w [bits]"], floatfmt=".4f"))
+    click.echo()
+    totals = [[result.official_key(space), f"{result.values[space]:.6g}", result.num_gen,
+               f"{result.total_time:.1f}" if result.total_time is not None else ""] for space in ("z", "w")]
+    click.echo(tabulate(totals, headers=["metric", "value", "gen", "seconds"]))
+    if math.isnan(result.values["w"]):
+        click.echo("note: the generator has no mapping network, so W (and ls_w) does not exist; the StyleGAN paper "
+                   "scores such generators in Z.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sgeval classifiers train | info
+
+
+@click.group("classifiers")
+def classifiers_group() -> None:
+    """Attribute classifiers for linear separability (`sgeval ls --classifiers DIR`)."""
+
+
+@classifiers_group.command("train")
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Labelled dataset (folder or .zip): dataset.json class indices (one-vs-rest) or 0/1 attribute "
+                   "vectors, or class sub-folders.")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write classifiers.safetensors and classifiers.json into.")
+@click.option("--names", default=None, metavar="A,B,...", help="Attribute names [default: class or attrNN names].")
+@click.option("--resolution", type=click.IntRange(min=4), default=None,
+              help="Input resolution (power of two dividing the dataset's) [default: the dataset's].")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
+@click.option("--held-out", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Fraction of images kept out of training to measure accuracy.")
+@click.option("--channel-base", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Width at resolution R: min(channel_base / R, channel_max).")
+@click.option("--channel-max", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Held-out split, initialisation and batch order.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def train_command(data: Path, outdir: Path, names: str | None, device: str, no_progress: bool, as_json: bool,
+                  **options: Any) -> None:
+    """Train one binary classifier per attribute (a shared discriminator-like trunk, one logit each) on DATA.
+
+    \b
+    Examples:
+      sgeval classifiers train --data celeba-attributes.zip --outdir classifiers/ --resolution 256 --device cuda
+      sgeval classifiers train --data mnist-classes/ --outdir mnist-classifiers/ --epochs 3
+    """
+    from sgeval.classifiers import TrainOptions, train_classifiers
+
+    try:
+        description = train_classifiers(data, outdir, TrainOptions(**options), device=device, progress=not no_progress,
+                                        names=None if names is None else [n.strip() for n in names.split(",")])
+    except (ValueError, TypeError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    _show(description, as_json, f"wrote {outdir}")
+
+
+@classifiers_group.command("info")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def info_command(folder: Path, as_json: bool) -> None:
+    """Check a classifier FOLDER (sha256, tensor shapes) and show its attributes and held-out accuracy."""
+    from sgeval.classifiers import load_classifiers
+
+    try:
+        description = load_classifiers(folder).description
+    except (ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    _show(description, as_json, f"{folder}: verified")
+
+
+def _show(description: dict[str, Any], as_json: bool, headline: str) -> None:
+    from tabulate import tabulate
+
+    from sgeval.classifiers import accuracy_rows
+
+    if as_json:
+        click.echo(json.dumps(description, indent=1))
+        return
+    arch = description["architecture"]
+    click.echo(f"{headline}: {len(description['attributes'])} attributes ({description.get('label_kind', '?')}), "
+               f"{arch['resolution']}x{arch['resolution']}x{arch['channels']} input, weights sha256 "
+               f"{description['weights_sha256'][:16]}...")
+    click.echo(tabulate([[index, name, accuracy] for index, (name, accuracy) in enumerate(accuracy_rows(description))],
+                        headers=["#", "attribute", "held-out accuracy"], floatfmt=".4f"))

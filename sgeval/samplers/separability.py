@@ -1,0 +1,78 @@
+"""The linear separability sampler: latents, last-layer w and classifier logits of generated images.
+
+Follows NVIDIA's TF `metrics/linear_separability.py` (metrics_spec.md section 4, steps 1-4): z ~ N(0, I) raw (not
+normalised), w = mapping(z) without truncation, images = synthesis(ws) with per-image random noise, kept float
+(no uint8 quantisation), box-downsampled by the classifiers to their input resolution (256 for the official
+CelebA-HQ ones), one logit per attribute. It stores z as drawn and w of the last layer (identical across layers).
+
+Randomness depends on (seed, item index) only: item i's latent (and pool label of a conditional generator) is that
+of sgeval's generator sources (`latents_for_items`, so item i has the same z as in FID), and the generator runs on
+aligned chunks of `CHUNK` items with torch's RNG seeded from (seed, chunk) for their noise. So the arrays do not
+depend on `--batch`; the chunk size is part of the sampler (changing it means a new version).
+
+A generator without a mapping network (a "traditional" one) has no W: the sampler calls G(z, c) and returns w with
+0 columns; the reduction reports `ls_w` as NaN and `ls_z` as usual (the paper scores such generators in z).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from sgeval.samplers import SamplerContext, register_sampler
+from sgeval.sources.generator import latents_for_items
+
+__all__ = ["CHUNK", "sample_ls"]
+
+CHUNK = 16  # items per generator call, each chunk with its own noise seed (part of the sampler's version)
+_NOISE_STREAM = 2  # third word of the chunk's seed sequence (GeneratorSource uses 1), so the streams differ
+
+
+def _has_mapping(G: Any) -> bool:
+    return getattr(G, "mapping", None) is not None and getattr(G, "synthesis", None) is not None
+
+
+def _chunk_arrays(ctx: SamplerContext, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """z float32 [CHUNK, z_dim], w float32 [CHUNK, w_dim or 0] and logits float32 [CHUNK, A] of one chunk."""
+    G, device = ctx.G, ctx.device
+    z_np, labels = latents_for_items(ctx.seed, range(chunk * CHUNK, (chunk + 1) * CHUNK), int(G.z_dim), ctx.labels)
+    z = torch.from_numpy(z_np).to(device)  # [CHUNK, z_dim]
+    c = torch.zeros(CHUNK, int(G.c_dim), device=device) if labels is None else torch.from_numpy(labels).to(device)
+    noise_seed = int(np.random.SeedSequence([ctx.seed, chunk, _NOISE_STREAM]).generate_state(1)[0])
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(noise_seed)  # per-image random noise of this chunk, independent of batching
+        if _has_mapping(G):
+            ws = G.mapping(z, c, truncation_psi=1)  # [CHUNK, num_ws, w_dim]
+            images = G.synthesis(ws, noise_mode="random")  # [CHUNK, C, H, W] float
+            w = ws[:, -1].float().cpu().numpy()  # [CHUNK, w_dim] the last layer's w
+        else:
+            images = G(z, c, truncation_psi=1, noise_mode="random")  # [CHUNK, C, H, W] float
+            w = np.zeros((CHUNK, 0), dtype=np.float32)
+    logits = ctx.networks["classifiers"](images.float())  # [CHUNK, A]
+    return z_np, w, logits.float().cpu().numpy()
+
+
+@register_sampler("ls", version=1, networks=("classifiers",))
+@torch.no_grad()
+def sample_ls(ctx: SamplerContext) -> dict[str, np.ndarray]:
+    """{"z": float32 [N, z_dim], "w": float32 [N, w_dim] (0 columns without a mapping network), "logits": float32
+    [N, A]} of `ctx.num_samples` generated images.
+
+    Raises:
+        ClassifierError (ValueError): the classifiers take another channel count or a resolution that does not
+            divide the generator's.
+    """
+    G = ctx.G
+    ctx.networks["classifiers"].to(ctx.device).input_factor(int(G.img_resolution), int(G.img_channels))
+    parts = [_chunk_arrays(ctx, chunk) for chunk in _progress(range(math.ceil(ctx.num_samples / CHUNK)), ctx.progress)]
+    z, w, logits = (np.concatenate([part[i] for part in parts])[: ctx.num_samples] for i in range(3))
+    return {"z": z, "w": w, "logits": logits}
+
+
+def _progress(items: range, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(items, desc="ls", unit="chunk", leave=False, dynamic_ncols=True, disable=not enabled)
