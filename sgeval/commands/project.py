@@ -390,7 +390,7 @@ def _run(network: str, targets_path: Path, outdir: Path, opts: _Options) -> list
     labelled = {"real" if label == "targets" and opts.attribution else label: values
                 for label, values in distances.items()}
     _write_histogram(outdir / "histogram.png", labelled,
-                     f"{snapshot.name}: {results[0].protocol}" + (f", ROC AUC {auc:.3f}" if auc is not None else ""))
+                     f"{snapshot.name}\n{results[0].protocol}" + (f", ROC AUC {auc:.3f}" if auc is not None else ""))
     for result in results:
         append_result(opts.run_dir or outdir, result)
     return results
