@@ -66,7 +66,10 @@ def build_training(options: TrainOptions, dataset: ImageDataset, ctx: Distribute
     G, D, training = build_networks(options.arch or "stylegan2", str(options.config),
                                     **network_overrides(options, dataset))
     G, D = G.to(ctx.device).train().requires_grad_(False), D.to(ctx.device).train().requires_grad_(False)
-    progressive = set_lod(G, 0.0) + set_lod(D, 0.0) > 0
+    set_lod(D, 0.0)
+    # The generator decides: the v1 discriminator always has a `lod` buffer, and a non-progressive generator
+    # (--no-progressive) must not be trained against a discriminator that sees downscaled images.
+    progressive = set_lod(G, 0.0) > 0
     schedule = make_schedule(training, dataset.resolution, options.overrides, progressive)
     per_process = [batch // ctx.world_size for batch in schedule.batch_sizes(ctx.world_size)]
     batch_gpu = options.batch_gpu or max(per_process)

@@ -226,6 +226,17 @@ def test_progressive_growing_fades_levels_and_resets_adam(image_folder: Path, tm
     assert float(session.G.synthesis.lod) == 0.0 and float(session.D.lod) == 0.0
 
 
+def test_a_non_progressive_v1_generator_trains_at_full_resolution(image_folder: Path, tmp_path: Path) -> None:
+    """--no-progressive: the v1 discriminator keeps its lod buffer, but nothing may grow (it would see downscaled
+    images while the generator draws at full resolution)."""
+    options = tiny_options(image_folder, tmp_path / "runs", "stylegan", kimg=0.016)
+    options.overrides["progressive"] = False
+    session = new_session(options)
+    assert not session.schedule.enabled
+    loop.training_step(session)
+    assert session.counters.prev_lod == 0.0 and float(session.D.lod) == 0.0
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Command line: bad data fails before any network is built; the metric hook.
 
