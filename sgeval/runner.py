@@ -173,7 +173,8 @@ class _Network:
 
 
 def _snapshot_path(network: Any) -> Path | None:
-    """The sgmodels snapshot file when `network` names one, else None (statistics files are refused here)."""
+    """The network file (an sgmodels snapshot or an imported official / rosinality checkpoint) when `network` names
+    one, else None (statistics files are refused here)."""
     from sgeval.sources.sgmodels_adapter import is_sgmodels_snapshot
 
     if not isinstance(network, (str, os.PathLike)):
@@ -185,19 +186,23 @@ def _snapshot_path(network: Any) -> Path | None:
 
 
 def _open_network(network: Any, device: str, snapshot: Path | None, metadata: dict[str, Any],
-                  reals: _RealSides) -> _Network:
-    """A generated-image source for a snapshot path, an image folder / zip, a generator object or an ImageSource.
+                  reals: _RealSides, network_key: str | None = None) -> _Network:
+    """A generated-image source for a network file, an image folder / zip, a generator object or an ImageSource.
 
-    A conditional generator (c_dim > 0: read from the snapshot header before loading, or the object's attribute)
-    gets the labels of the reference dataset as its label pool, as the official metrics do.
+    A conditional generator (c_dim > 0: read from the file's description before loading, or the object's attribute)
+    gets the labels of the reference dataset as its label pool, as the official metrics do. `network_key` chooses
+    the generator of a network file (None: G_ema when present, else G).
     """
     from sgeval.sources import GeneratorSource, ImageSource, StatisticsSource, open_source
     from sgeval.sources.sgmodels_adapter import load_sgmodels_source, snapshot_c_dim
 
     if snapshot is not None:
-        pool, record = _reference_labels(reals, snapshot_c_dim(snapshot), f"snapshot {snapshot}")
-        source = load_sgmodels_source(snapshot, device=device, labels=pool)
+        pool, record = _reference_labels(reals, snapshot_c_dim(snapshot, network_key), f"snapshot {snapshot}")
+        source = load_sgmodels_source(snapshot, device=device, labels=pool, network_key=network_key)
         return _Network(source, snapshot, metadata, record)
+    if network_key is not None:
+        raise ValueError(f"network_key={network_key!r} chooses a network of a network file; the evaluated source is "
+                         f"not one")
     if isinstance(network, (str, os.PathLike)):
         return _Network(open_source(Path(network).expanduser()), None, {})
     if isinstance(network, StatisticsSource):
@@ -456,6 +461,7 @@ def evaluate_many(
     run_dir: PathLike | bool | None = None,  # where to append JSONL; None: the snapshot's run dir; False: nowhere
     data_xflip: bool | None = None,  # mirror reals for protocols that follow the dataset; None: snapshot's setting
     progress: bool = True,  # progress bars on stderr
+    network_key: str | None = None,  # generator of a network file: "G_ema" or "G"; None = G_ema, else G
 ) -> list[MetricResult]:
     """Evaluate several feature protocols on one network against one reference, sharing features per detector.
 
@@ -476,7 +482,7 @@ def evaluate_many(
     snapshot = _snapshot_path(network_or_source)
     metadata = {} if snapshot is None else _snapshot_metadata(snapshot)
     reals = _open_reals(data, snapshot, metadata, resolved)
-    network = _open_network(network_or_source, options.device, snapshot, metadata, reals)
+    network = _open_network(network_or_source, options.device, snapshot, metadata, reals, network_key)
     if data_xflip is None:
         data_xflip = bool(_recorded_training_set(metadata).get("xflip", False))
     features = [protocol for protocol in resolved if protocol.kind == "feature"]

@@ -1,4 +1,4 @@
-"""`sgmodels` command line: describe, generate, mix, train, dataset."""
+"""`sgmodels` command line: describe, generate, mix, train, convert, dataset."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sgmodels._lazycli import LazyGroup
 
 COMMANDS = {
     # name: "module:click command"
+    "convert": "sgmodels.commands.convert:convert",
     "dataset": "sgmodels.data.cli:dataset",
     "describe": "sgmodels.commands.describe:describe",
     "generate": "sgmodels.commands.generate:generate",
@@ -19,7 +20,7 @@ COMMANDS = {
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sgeval")
 def main() -> None:
-    """StyleGAN / StyleGAN2 networks: describe, generate, style-mix, train and build datasets."""
+    """StyleGAN / StyleGAN2 networks: describe, generate, style-mix, train, convert checkpoints, build datasets."""
 
 
 if __name__ == "__main__":

@@ -189,8 +189,50 @@ def snapshot_report(path: Path) -> dict[str, Any]:
     return report
 
 
+def checkpoint_report(path: Path) -> dict[str, Any]:
+    """Report of any network file: a snapshot as `snapshot_report`, an imported checkpoint (official NVIDIA,
+    rosinality, TF) with its format, the class each network had there, the parts that cannot be imported and the
+    training-set settings it records. Networks are built on the meta device only (parameter counts, no weights)."""
+    from sgmodels.importers import detect_checkpoint_format, read_checkpoint_info
+
+    if detect_checkpoint_format(path) == "sgmodels":
+        report = snapshot_report(path)
+        report["checkpoint"] = {"format": "sgmodels"}
+        return report
+    info = read_checkpoint_info(path)  # restricted unpickling; nothing built for real
+    networks = {name: build_network_on_meta({k: v for k, v in network.items() if k != "source_class"},
+                                            f"{path}: network {name!r}")
+                for name, network in info.networks.items()}
+    report = summarize_networks(networks, {"file": str(path), "format": info.format})
+    report["checkpoint"] = {
+        "format": info.format,
+        "networks": {name: network["source_class"] for name, network in info.networks.items()},
+        "unsupported": info.unsupported,
+        "evaluated": info.default_key() if info.networks else None,
+    }
+    report["metadata"] = info.metadata
+    return report
+
+
 def _cell(value: Any) -> str:
     return "" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _checkpoint_lines(report: Mapping[str, Any]) -> list[str]:
+    """What an imported file held: its networks (with their original classes), refused parts, training set."""
+    checkpoint = report.get("checkpoint") or {}
+    if checkpoint.get("format", "sgmodels") == "sgmodels":
+        return []
+    lines = ["networks found: " + ", ".join(f"{name} ({source})" for name, source in checkpoint["networks"].items())]
+    lines += [f"not imported: {name}: {why}" for name, why in checkpoint.get("unsupported", {}).items()]
+    if checkpoint.get("evaluated"):
+        lines.append(f"evaluated by default: {checkpoint['evaluated']}")
+    metadata = report.get("metadata") or {}
+    for key in ("training_set_kwargs", "args", "arguments", "static_kwargs", "w_avg", "augment_pipe",
+                "runtime_arguments_not_kept"):
+        if metadata.get(key) is not None:
+            lines.append(f"{key}: {metadata[key]}")
+    return ["\n".join(lines)]
 
 
 def format_report(report: Mapping[str, Any], table_format: str = "simple") -> str:
@@ -205,6 +247,7 @@ def format_report(report: Mapping[str, Any], table_format: str = "simple") -> st
         table = tabulate(rows, headers=["block", "resolution", "channels", "params"], tablefmt=table_format,
                          colalign=("left", "right", "right", "right"))
         parts.append(f"{title}  {attributes}\n{table}")
+    parts.extend(_checkpoint_lines(report))
     totals = [[row["network"], row["part"], _cell(row["params"])] for row in report["totals"]]
     parts.append(tabulate(totals, headers=["network", "part", "params"], tablefmt=table_format,
                           colalign=("left", "left", "right")))

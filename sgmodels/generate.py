@@ -111,7 +111,8 @@ def generate_images(
         seeds: one image per seed (see module docstring for the latent of a seed).
         class_idx: class of a conditional generator (one-hot label); None for unconditional ones.
         truncation_psi: w' = w_avg + psi * (w - w_avg); 1 = no truncation.
-        truncation_cutoff: truncate only the first layers (None = all).
+        truncation_cutoff: truncate only the first layers (None = the network's default: all layers for StyleGAN2,
+            the first 8 for StyleGAN v1 presets and TF imports, as in the official code).
         noise_mode: "const", "random" or "none".
         batch_size: images per forward pass.
     Returns:

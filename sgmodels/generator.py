@@ -77,7 +77,8 @@ class Generator(GeneratorModule):
         z: torch.Tensor,  # Latents [N, z_dim].
         c: torch.Tensor | None = None,  # Labels [N, c_dim]; None (or an empty [N, 0] tensor) when unconditional.
         truncation_psi: float = 1.0,  # Truncation strength: 1 = none.
-        truncation_cutoff: int | None = None,  # Truncate only the first `cutoff` ws; None = all.
+        truncation_cutoff: int | None = None,  # Truncate the first `cutoff` ws; None = the mapping's default (all
+        # layers for StyleGAN2; 8 for StyleGAN v1 presets and TF imports, as in the official v1 code).
         noise_mode: str = "random",  # 'random' | 'const' | 'none'.
         update_emas: bool = False,  # Update the mapping network's w_avg (training)?
     ) -> torch.Tensor:

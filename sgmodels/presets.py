@@ -21,6 +21,10 @@ and returns `(G, D, training_defaults)`; the CLI options, `--help` and error mes
 | stylegan2-f | as E with channel_base 32768 ("large networks"), gamma 10 | as E | F |
 | <arch>-cpu16/32/64 | small networks of each family for CPU runs (arch = stylegan2, stylegan, traditional) | | |
 
+The non-progressive StyleGAN2 presets (E, F and the CPU presets) clamp conv outputs at 256 and compute the 4
+highest-resolution blocks in float16 on CUDA, as every stylegan2-ada-pytorch configuration does (`--cfg stylegan2`
+is its config F); configs B-D keep the TF settings (no clamp, float32, progressive growing).
+
 Channel widths follow channels(res) = min(channel_base // res, channel_max); channel_base = 2 * fmap_base of the TF
 code (configs A-E and StyleGAN v1: 16384; StyleGAN2 F: 32768). Training values come from metrics_spec.md sections
 6.1 and 6.2 (TF train.py / run_training.py); the StyleGAN2 CPU presets use the ADA "auto" heuristics (R1 gamma =
@@ -74,6 +78,8 @@ class NetworkConfig:
     instance_norm: bool = True  # v1 synthesis: instance norm before the styles.
     blur: bool = True  # [1, 2, 1] blur after upsampling (v1 G, traditional) and before downsampling (v1 D).
     mbstd_group_size: int = 4  # Discriminator minibatch-stddev group size (0 = off).
+    conv_clamp: float = 0.0  # StyleGAN2 G and D: clamp of every conv output to +-conv_clamp; 0 = off.
+    fp16_res: int = 0  # StyleGAN2 G and D: blocks of the N highest resolutions in float16 (CUDA only).
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,10 @@ def _training(**changes: Any) -> dict[str, Any]:
 _V1 = NetworkConfig(generator="stylegan", discriminator="stylegan", channel_base=16384, progressive=True)
 _V2_PROGRESSIVE = NetworkConfig(generator="stylegan2", discriminator="stylegan2", channel_base=16384,
                                 architecture="orig", d_architecture="orig", progressive=True)
-_V2 = NetworkConfig(generator="stylegan2", discriminator="stylegan2")
+# stylegan2-ada-pytorch runs every configuration (--cfg stylegan2, paper256/512/1024, auto) with conv_clamp 256 and
+# fp16 in the 4 highest-resolution blocks; sgmodels records the same so native networks equal imported ADA ones (the
+# clamp acts on every device, fp16 only on CUDA). TF StyleGAN2 had neither: a TF import records conv_clamp None.
+_V2 = NetworkConfig(generator="stylegan2", discriminator="stylegan2", conv_clamp=256.0, fp16_res=4)
 _TRADITIONAL = dataclasses.replace(_V1, generator="traditional", map_layers=0, pixel_norm=True, instance_norm=False,
                                    use_styles=False, const_input=False, noise="none")
 
@@ -246,6 +255,9 @@ NETWORK_OVERRIDES: dict[str, Override] = {
     "blur": Override("network", "blur", bool, "[1,2,1] blur in the v1 / traditional up- and downsampling"),
     "progressive": Override("network", "progressive", bool, "progressive growing"),
     "mbstd_group_size": Override("network", "mbstd_group_size", int, "minibatch-stddev group size (0 = off)"),
+    "conv_clamp": Override("network", "conv_clamp", float, "StyleGAN2: clamp conv outputs to +-value (0 = off)"),
+    "fp16_res": Override("network", "fp16_res", int, "StyleGAN2: float16 blocks at the N highest resolutions "
+                         "(CUDA only; 0 = off)"),
 }
 TRAINING_OVERRIDES: dict[str, Override] = {
     "mixing": Override("training", "style_mixing_prob", float, "style-mixing regularisation probability (0 = off)"),
@@ -261,13 +273,13 @@ OVERRIDES: dict[str, Override] = {**NETWORK_OVERRIDES, **TRAINING_OVERRIDES}
 _SHARED_FIELDS = frozenset({"resolution", "z_dim", "w_dim", "c_dim", "img_channels", "channel_base", "channel_max"})
 # NetworkConfig fields each family reads besides the shared ones; overriding a field nobody reads is an error.
 _GENERATOR_FIELDS = {
-    "stylegan2": frozenset({"map_layers", "architecture", "noise", "progressive"}),
+    "stylegan2": frozenset({"map_layers", "architecture", "noise", "progressive", "conv_clamp", "fp16_res"}),
     "stylegan": frozenset({"map_layers", "noise", "const_input", "use_styles", "pixel_norm", "instance_norm", "blur",
                            "progressive"}),
     "traditional": frozenset({"map_layers", "noise", "blur", "progressive"}),
 }
 _DISCRIMINATOR_FIELDS = {
-    "stylegan2": frozenset({"d_architecture", "mbstd_group_size", "progressive"}),
+    "stylegan2": frozenset({"d_architecture", "mbstd_group_size", "progressive", "conv_clamp", "fp16_res"}),
     "stylegan": frozenset({"blur", "mbstd_group_size"}),
 }
 
@@ -364,6 +376,10 @@ def _validate(network: NetworkConfig, where: str) -> None:
     if network.map_layers == 0 and network.z_dim != network.w_dim and network.c_dim == 0:
         raise ValueError(f"{where}: without mapping layers w is the normalised z, so z_dim ({network.z_dim}) must "
                          f"equal w_dim ({network.w_dim})")
+    if network.conv_clamp < 0 or network.fp16_res < 0:
+        raise ValueError(f"{where}: conv_clamp and fp16_res must be >= 0")
+    if network.progressive and network.fp16_res > 0 and "stylegan2" in (network.generator, network.discriminator):
+        raise ValueError(f"{where}: fp16_res needs progressive growing off (set fp16_res=0 or progressive=false)")
     if network.generator == "stylegan2" and network.noise not in ("all", "none"):
         raise ValueError(f"{where}: noise={network.noise!r} is only available with the StyleGAN v1 synthesis; "
                          f"StyleGAN2 synthesis takes all or none")
@@ -397,6 +413,11 @@ def _width_kwargs(net: NetworkConfig) -> dict[str, Any]:
     return {"channel_base": net.channel_base, "channel_max": net.channel_max}
 
 
+def _precision_kwargs(net: NetworkConfig) -> dict[str, Any]:
+    """StyleGAN2 conv clamp (None = off) and fp16 blocks."""
+    return {"conv_clamp": net.conv_clamp or None, "num_fp16_res": net.fp16_res}
+
+
 def _blur_filter(net: NetworkConfig) -> list[int] | None:
     return [1, 2, 1] if net.blur else None
 
@@ -407,6 +428,7 @@ def _stylegan2_generator(net: NetworkConfig) -> dict[str, Any]:
         "architecture": net.architecture,
         "use_noise": net.noise == "all",
         "progressive": net.progressive,
+        **_precision_kwargs(net),
     }
     return _generator(net, "stylegan2", synthesis)
 
@@ -425,11 +447,17 @@ def _stylegan_generator(net: NetworkConfig) -> dict[str, Any]:
     return _generator(net, "stylegan", synthesis)
 
 
+# TF StyleGAN v1 G_mapping / G_style conventions: labels enter through LabelConcat (normalised jointly with z), and
+# truncation without an explicit cutoff touches the first 8 layers (G_style truncation_cutoff=8).
+_V1_MAPPING: dict[str, Any] = {"label_embedding": "concat", "truncation_cutoff_default": 8}
+
+
 def _generator(net: NetworkConfig, synthesis: str, synthesis_kwargs: dict[str, Any]) -> dict[str, Any]:
+    mapping = {"num_layers": net.map_layers, **(_V1_MAPPING if synthesis == "stylegan" else {})}
     return {"class": "stylegan2.Generator", "init_kwargs": {
         **_image_kwargs(net),
         "synthesis": synthesis,
-        "mapping_kwargs": {"num_layers": net.map_layers},
+        "mapping_kwargs": mapping,
         "synthesis_kwargs": synthesis_kwargs,
     }}
 
@@ -460,6 +488,7 @@ def _discriminator_description(net: NetworkConfig) -> dict[str, Any]:
         "mbstd_group_size": net.mbstd_group_size if net.mbstd_group_size > 0 else 4,
         "mbstd_num_channels": 1 if net.mbstd_group_size > 0 else 0,  # 0 features = no minibatch-stddev layer
         "progressive": net.progressive,
+        **_precision_kwargs(net),
     }}
 
 

@@ -46,8 +46,10 @@ _EXTRA_PREFIX = "extra"
 EVALUATED_NETWORKS = ("G_ema", "G")  # the first one present is the network to generate and evaluate with
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".ckpt"}
 _IMPORT_HINT = (
-    "sgmodels snapshots are .safetensors files and pickles are never loaded here, because unpickling can execute "
-    "code; official NVIDIA (.pkl) and rosinality (.pt) checkpoints need the separate import command"
+    "sgmodels snapshots are .safetensors files and this reader never unpickles; official NVIDIA (.pkl) and "
+    "rosinality (.pt) checkpoints are read by sgmodels.importers.load_network_file (which every command that takes "
+    "a NETWORK uses) or converted once with `sgmodels convert IN OUT`; resuming training needs an sgmodels "
+    "training snapshot"
 )
 
 
@@ -308,9 +310,7 @@ def _load_network(reader: Any, keys: set[str], info: SnapshotInfo, name: str) ->
     prefix = f"{name}."
     stored_keys = sorted(key for key in keys if key.startswith(prefix))
     stored_specs = {key[len(prefix):]: _stored_spec(reader, info.path, key) for key in stored_keys}
-    skeleton = build_network_on_meta(description, where)
-    _check_state_dict(_spec_of(skeleton.state_dict()), stored_specs, where)
-    _check_unstored_buffers(skeleton, where)
+    check_stored_tensors(description, stored_specs, where)
     module = build_network(description)
     stored = {key[len(prefix):]: _get_tensor(reader, info.path, key) for key in stored_keys}
     module.load_state_dict(stored, strict=True)
@@ -377,6 +377,26 @@ def build_network_on_meta(description: Any, where: str) -> torch.nn.Module:
 _SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
                        "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def check_stored_tensors(description: Any, stored: Mapping[str, tuple[tuple[int, ...], Any]], where: str,
+                         optional: tuple[str, ...] = ()) -> None:
+    """Check an untrusted (description, tensors) pair before anything is allocated.
+
+    Validates the description, builds it on the meta device, compares every tensor {key: (shape, dtype)} with the
+    architecture and bounds the buffers that are not stored. Keys whose last component is in `optional` may be
+    missing (importers leave out buffers that the constructor computes, such as resampling filters).
+
+    Raises:
+        SnapshotError: naming `where` and what does not match.
+    """
+    skeleton = build_network_on_meta(description, where)
+    expected = _spec_of(skeleton.state_dict())
+    for key in set(expected) - set(stored):
+        if key.rsplit(".", 1)[-1] in optional:
+            del expected[key]
+    _check_state_dict(expected, stored, where)
+    _check_unstored_buffers(skeleton, where)
 
 
 def _stored_spec(reader: Any, path: Path, key: str) -> tuple[tuple[int, ...], Any]:

@@ -3,7 +3,10 @@
 Re-implements `G_synthesis` and `D_basic` of NVlabs/stylegan `training/networks_stylegan.py` (Karras et al. 2019,
 "A Style-Based Generator Architecture for Generative Adversarial Networks") in PyTorch; the mapping network and the
 truncation trick live in `sgmodels.mapping` / `sgmodels.generator`, which plug this synthesis network in under the
-name "stylegan".
+name "stylegan". A v1 generator's mapping follows TF `G_mapping` / `G_style` with `label_embedding="concat"` (labels
+embedded without bias and pixel-normalised jointly with z) and `truncation_cutoff_default=8` (what the presets and
+the TF importer record); its dense layers keep the StyleGAN2 gain placement, so TF v1 mapping biases are divided by
+sqrt(2) on import (`sgmodels.importers.tf_names`).
 
 Conventions kept from the TF code so that its weights map one to one (`SynthesisNetwork.tf_layout` and
 `Discriminator.tf_layout` name the TF variable and the array transform for every state_dict key):

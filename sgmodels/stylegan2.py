@@ -6,6 +6,10 @@ state dicts, and TF checkpoints converted the official way, load one-to-one:
 `synthesis.b4.const`, `synthesis.b{r}.conv0|conv1|torgb.{weight,bias,affine.*,noise_strength,noise_const}`,
 `synthesis.b{r}.skip.weight` (resnet), discriminator `b{r}.fromrgb|conv0|conv1|skip`, `b4.conv|fc|out`, `mapping.*`.
 
+Mixed precision follows stylegan2-ada: `num_fp16_res` blocks of the highest resolutions (never 4x4) compute in
+float16 with `conv_clamp` keeping activations in range, but only on the devices of `FP16_DEVICE_TYPES` (CUDA); on a
+CPU every block runs in float32, so the same network gives float32 results there.
+
 Beyond the official PyTorch code, `progressive=True` builds the progressive-growing "revised" networks of configs
 B-D (TF `G_synthesis_stylegan_revised` / `D_stylegan`): architecture 'orig' with a ToRGB / FromRGB at every
 resolution and a `lod` buffer that fades resolutions in.
@@ -29,6 +33,24 @@ from sgmodels.registry import register_network
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 SQRT_HALF = math.sqrt(0.5)
+FP16_DEVICE_TYPES = ("cuda",)  # devices on which fp16 blocks compute in float16 (float32 everywhere else)
+
+
+def fp16_resolution(img_resolution_log2: int, num_fp16_res: int) -> int:
+    """Lowest resolution of the `num_fp16_res` highest-resolution blocks, never below 8 (ADA convention)."""
+    if num_fp16_res < 0:
+        raise ValueError(f"num_fp16_res must be >= 0, got {num_fp16_res}")
+    return max(2 ** (img_resolution_log2 + 1 - num_fp16_res), 8)
+
+
+def block_dtype(use_fp16: bool, device: torch.device) -> torch.dtype:
+    """float16 for an fp16 block on a device of FP16_DEVICE_TYPES, else float32."""
+    return torch.float16 if use_fp16 and device.type in FP16_DEVICE_TYPES else torch.float32
+
+
+def _check_fp16(num_fp16_res: int, progressive: bool) -> None:
+    if num_fp16_res and progressive:
+        raise ValueError("num_fp16_res needs progressive=False (the fade-in mixes levels of different precision)")
 
 
 def _check_architecture(architecture: str, progressive: bool) -> None:
@@ -86,6 +108,11 @@ def modulated_conv2d(
     assert_shape(x, [None, in_channels, None, None], "modulated_conv2d input")
     assert_shape(styles, [N, in_channels], "styles")
 
+    if x.dtype == torch.float16 and demodulate:
+        # Keep float16 activations in range: scale each output channel's weights and each sample's styles to a
+        # maximum of 1 (and the weights by 1 / sqrt(fan_in)); demodulation cancels both scalings.
+        weight = weight * (1 / math.sqrt(in_channels * kh * kw)) / weight.abs().amax(dim=[1, 2, 3], keepdim=True)
+        styles = styles / styles.abs().amax(dim=1, keepdim=True)
     w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, C_out, C_in, kh, kw]
     dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None  # [N, C_out]
 
@@ -216,11 +243,13 @@ class SynthesisBlock(torch.nn.Module):
         conv_clamp: float | None = None,  # Clamp of every conv output; None = off.
         use_noise: bool = True,  # Noise inputs?
         demodulate: bool = True,  # Weight demodulation?
+        use_fp16: bool = False,  # Compute in float16 on CUDA devices?
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
         self.architecture = architecture
+        self.use_fp16 = use_fp16
         self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter)))
         layer_kwargs: dict[str, Any] = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise,
                                             resample_filter=resample_filter, conv_clamp=conv_clamp,
@@ -251,8 +280,13 @@ class SynthesisBlock(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return (features [N, C_out, r, r], image [N, img_channels, r, r] or None)."""
         w_iter = iter(ws.unbind(dim=1))
+        dtype = block_dtype(self.use_fp16, ws.device)
+        if self.in_channels != 0:
+            if x is None:
+                raise ValueError(f"synthesis block {self.resolution}x{self.resolution} needs the features x")
+            x = x.to(dtype)  # [N, C_in, r/2, r/2]
         if self.in_channels == 0:
-            x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
             x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=SQRT_HALF)  # [N, C_out, r, r]
@@ -268,7 +302,7 @@ class SynthesisBlock(torch.nn.Module):
         else:
             img = None  # 'orig' / 'resnet' / progressive: only this block's ToRGB counts
         if self.num_torgb:
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)  # [N, img_channels, r, r]
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).float()  # [N, img_channels, r, r]
             img = y if img is None else img + y
         return x, img
 
@@ -291,9 +325,11 @@ class SynthesisNetwork(torch.nn.Module):
         resample_filter: Sequence[float] = (1, 3, 3, 1),  # FIR taps for up/downsampling.
         conv_clamp: float | None = None,  # Clamp of every conv output (256 in ADA's mixed precision); None = off.
         progressive: bool = False,  # Progressive growing (configs B-D): 'orig' with a ToRGB per resolution + lod.
+        num_fp16_res: int = 0,  # Blocks of the N highest resolutions compute in float16 on CUDA (ADA: 4).
     ) -> None:
         super().__init__()
         _check_architecture(architecture, progressive)
+        _check_fp16(num_fp16_res, progressive)
         channels = _channels_by_resolution(img_resolution, channel_base, channel_max)
         if img_channels < 1 or w_dim < 1:
             raise ValueError(f"img_channels and w_dim must be >= 1, got {img_channels}, {w_dim}")
@@ -304,6 +340,7 @@ class SynthesisNetwork(torch.nn.Module):
         self.architecture = architecture
         self.progressive = progressive
         self.block_resolutions = sorted(channels)  # 4, 8, ..., R
+        fp16_res = fp16_resolution(self.img_resolution_log2, num_fp16_res)
 
         self.num_ws = 0
         for res in self.block_resolutions:
@@ -312,7 +349,7 @@ class SynthesisNetwork(torch.nn.Module):
             block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim, resolution=res,
                                    img_channels=img_channels, has_torgb=has_torgb,
                                    architecture=architecture, resample_filter=resample_filter, conv_clamp=conv_clamp,
-                                   use_noise=use_noise, demodulate=demodulate)
+                                   use_noise=use_noise, demodulate=demodulate, use_fp16=res >= fp16_res)
             self.num_ws += block.num_conv
             if is_last:
                 self.num_ws += block.num_torgb  # earlier ToRGBs share the w of the next block's first conv
@@ -397,12 +434,14 @@ class DiscriminatorBlock(torch.nn.Module):
         activation: str = "lrelu",  # Activation of every conv.
         resample_filter: Sequence[float] = (1, 3, 3, 1),  # FIR taps for downsampling.
         conv_clamp: float | None = None,  # Clamp of every conv output; None = off.
+        use_fp16: bool = False,  # Compute in float16 on CUDA devices?
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
         self.img_channels = img_channels
         self.architecture = architecture
+        self.use_fp16 = use_fp16
         self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter)))
         if has_fromrgb:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, activation=activation,
@@ -419,11 +458,14 @@ class DiscriminatorBlock(torch.nn.Module):
         self, x: torch.Tensor | None, img: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x [N, C_in, r, r] or None, img [N, img_channels, r, r] or None -> (x [N, C_out, r/2, r/2], img or None)."""
+        anchor = img if x is None else x
+        dtype = block_dtype(self.use_fp16, anchor.device) if anchor is not None else torch.float32
+        x = None if x is None else x.to(dtype)
         if x is None or self.architecture == "skip":
             if img is None:
                 raise ValueError(f"discriminator block {self.resolution}x{self.resolution} reads the image: pass img")
             assert_shape(img, [None, self.img_channels, self.resolution, self.resolution], "img")
-            y = self.fromrgb(img)  # [N, C_tmp, r, r]
+            y = self.fromrgb(img.to(dtype))  # [N, C_tmp, r, r]
             x = y if x is None else x + y
             img = upfirdn2d.downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
         if self.architecture == "resnet":
@@ -471,6 +513,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
             x = y if x is None else x + y
         if x is None:
             raise ValueError("the discriminator epilogue needs features x or an image img (with fromrgb)")
+        x = x.to(torch.float32)  # the epilogue always computes in float32 (fp16 blocks hand over float16)
         assert_shape(x, [None, self.in_channels, self.resolution, self.resolution], "epilogue input")
         if self.mbstd is not None:
             x = self.mbstd(x)  # [N, C + mbstd_num_channels, 4, 4]
@@ -506,9 +549,11 @@ class Discriminator(torch.nn.Module):
         progressive: bool = False,  # Progressive growing (configs B-D, TF D_stylegan): 'orig' + FromRGB per res.
         conv_clamp: float | None = None,  # Clamp of every conv output; None = off.
         resample_filter: Sequence[float] = (1, 3, 3, 1),  # FIR taps for downsampling.
+        num_fp16_res: int = 0,  # Blocks of the N highest resolutions compute in float16 on CUDA (ADA: 4).
     ) -> None:
         super().__init__()
         _check_architecture(architecture, progressive)
+        _check_fp16(num_fp16_res, progressive)
         channels = _channels_by_resolution(img_resolution, channel_base, channel_max)
         if c_dim < 0 or img_channels < 1:
             raise ValueError(f"c_dim must be >= 0 and img_channels >= 1, got {c_dim}, {img_channels}")
@@ -526,11 +571,12 @@ class Discriminator(torch.nn.Module):
         self.cmap_dim = cmap_dim
 
         common: dict[str, Any] = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
+        fp16_res = fp16_resolution(self.img_resolution_log2, num_fp16_res)
         for res in self.block_resolutions:
             first = res == img_resolution
             block = DiscriminatorBlock(0 if first else channels[res], channels[res], channels[res // 2], resolution=res,
                                        has_fromrgb=first or architecture == "skip" or progressive,
-                                       resample_filter=resample_filter, **common)
+                                       resample_filter=resample_filter, use_fp16=res >= fp16_res, **common)
             setattr(self, f"b{res}", block)
         if c_dim > 0:
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,

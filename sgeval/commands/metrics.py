@@ -68,7 +68,7 @@ def _detector_weights(ctx: click.Context, param: click.Parameter,
 
 def _existing_file(value: str) -> Path:
     path = Path(value).expanduser()
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():  # a folder: its registry file inside (a trained detector's folder)
         raise click.BadParameter(f"no such file: {value}")
     return path
 
@@ -85,6 +85,9 @@ _OPTIONS = [  # shared by every evaluation command; commands may leave some out 
                  help="Mix K latents per generated image at random crossover layers (StyleGAN Table 2's stress test; "
                       "needs a generator with a mapping network, K <= num_ws); recorded in the protocol name, e.g. "
                       "fid50k_full@mix2. 1 = plain sampling."),
+    click.option("--network-key", type=click.Choice(["G_ema", "G"]), default=None,
+                 help="Generator of a network file to evaluate [default: G_ema when present, else G, as the official "
+                      "metrics]."),
     click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                  help="Seed of the latents and of metric sampling (KID subsets)."),
     click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda or cuda:1."),
@@ -198,6 +201,7 @@ def _run_one(protocols: list[str], source: str, data: Path | None, **options: An
         "allow_download": options.pop("allow_download"),
         "run_dir": options.pop("run_dir"),
         "progress": not options.pop("no_progress"),
+        "network_key": options.pop("network_key", None),
     }
     if options:
         raise TypeError(f"internal: unhandled options {sorted(options)}")
@@ -254,15 +258,17 @@ def _protocol_option(metrics: tuple[str, ...], default: str) -> Callable[..., An
 def fid_command(source: str, protocol: str, data: Path | None, **options: Any) -> None:
     """Fréchet Inception Distance of SOURCE against the reference data.
 
-    SOURCE is an sgmodels snapshot (.safetensors), a training run directory (its newest snapshot, or all of them
-    with --all-snapshots), an image folder or a dataset .zip. Without --data, a training snapshot is compared with
-    the training set it records.
+    SOURCE is an sgmodels snapshot (.safetensors), an official checkpoint (stylegan2-ada-pytorch / stylegan3 or
+    TensorFlow .pkl, rosinality .pt; read without executing it, G_ema unless --network-key), a training run directory
+    (its newest snapshot, or all of them with --all-snapshots), an image folder or a dataset .zip. Without --data, a
+    training snapshot is compared with the training set it records.
 
     \b
     Examples:
       sgeval fid runs/00000/network-snapshot-000500.safetensors
       sgeval fid runs/00000 --all-snapshots --num-gen 10k      # FID vs kimg; then `sgeval report runs/00000`
       sgeval fid G.safetensors --data ffhq.zip --num-gen 5k --device cuda
+      sgeval fid stylegan2-ffhq-config-f.pkl --data ffhq.zip --device cuda
       sgeval fid generated/ --data reference-stats.npz --protocol fid50k --json
       sgeval fid G.safetensors --num-gen 10k --mix-latents 2  # StyleGAN Table 2: fid50k_full@gen10k-mix2
     """
@@ -320,7 +326,8 @@ def is_command(source: str, protocol: str, data: Path | None, **options: Any) ->
 @click.option("--metrics", "metric_list", required=True, metavar="NAMES",
               help="Comma-separated protocols, e.g. fid50k_full,kid50k_full,pr50k3_full (see `sgeval list`).")
 @click.option("--network", "source", required=True, type=click.Path(exists=True),
-              help="Snapshot (.safetensors), training run directory, image folder or dataset .zip to evaluate.")
+              help="Snapshot (.safetensors), official checkpoint (.pkl, .pt), training run directory, image folder or "
+                   "dataset .zip to evaluate.")
 @_evaluation_options
 def calc_command(metric_list: str, source: str, data: Path | None, **options: Any) -> None:
     """Several protocols at once, sharing extracted features (the official calc_metrics.py spelling).

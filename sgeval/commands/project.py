@@ -80,8 +80,8 @@ def _load_network(network: str, device: str) -> tuple[Any, Path]:
             raise click.BadParameter(f"{path} holds no network-snapshot-*.safetensors", param_hint="NETWORK")
         path = snapshots[-1]
     if not is_sgmodels_snapshot(path):
-        raise click.BadParameter(f"{path}: expected an sgmodels .safetensors snapshot or a training run directory "
-                                 "(convert official pickles with the sgmodels import command)", param_hint="NETWORK")
+        raise click.BadParameter(f"{path}: expected an sgmodels .safetensors snapshot, an official / rosinality "
+                                 "checkpoint (.pkl, .pt) or a training run directory", param_hint="NETWORK")
     return load_generator(path, device=device), path
 
 
@@ -309,7 +309,8 @@ def project_command(network: str, targets_path: Path, outdir: Path, steps: int, 
                     device: str, save_noise: bool, run_dir: Path | None, as_json: bool, no_progress: bool) -> None:
     """Project target images into NETWORK's W space (StyleGAN2 projector) and record the LPIPS projection error.
 
-    NETWORK is an sgmodels snapshot (.safetensors) or a training run directory (its newest snapshot). Each target
+    NETWORK is an sgmodels snapshot (.safetensors), an official / rosinality checkpoint (.pkl, .pt; its G_ema) or a
+    training run directory (its newest snapshot). Each target
     gets one w (initialised at w_avg) and its own noise maps, optimised for --steps with the official schedule; the
     final distance, at <= 256x256, is measured on the image re-rendered with the optimised noise. The mean, median
     and std over targets are recorded as proj_lpips; with --attribution also the ROC AUC of generated vs real

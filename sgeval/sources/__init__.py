@@ -1,8 +1,9 @@
 """Sources of images for the feature extractors: folders, zips, statistics files and generators.
 
 `open_source(path)` picks the source kind from a path: an image folder, a `.zip` dataset, an `.npz` statistics
-file, or an sgmodels `.safetensors` snapshot. Generator objects and callables are wrapped explicitly with
-`GeneratorSource(G)` / `CallableSource(fn, z_dim)`.
+file, or a network file (an sgmodels `.safetensors` snapshot, or an official / rosinality `.pkl` / `.pt` checkpoint
+that sgmodels imports through a restricted unpickler, never executing it). Generator objects and callables are
+wrapped explicitly with `GeneratorSource(G)` / `CallableSource(fn, z_dim)`.
 """
 
 from __future__ import annotations
@@ -59,11 +60,8 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-_PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt")
-
-
 def open_source(path: str | os.PathLike[str], **options: Any) -> ImageSource | StatisticsSource:
-    """The source for a path: folder / .zip -> images, .npz -> statistics, .safetensors -> sgmodels generator.
+    """The source for a path: folder / .zip -> images, .npz -> statistics, network file -> its generator.
 
     Args:
         path: where the data or network is.
@@ -82,10 +80,8 @@ def open_source(path: str | os.PathLike[str], **options: Any) -> ImageSource | S
         return open_image_source(location, **options)
     if suffix == ".npz":
         return StatisticsSource(location, **options)
-    if is_sgmodels_snapshot(location):
+    if is_sgmodels_snapshot(location):  # snapshots and official checkpoints, read by sgmodels without executing
         return load_sgmodels_source(location, **options)
-    if suffix in _PICKLE_SUFFIXES:
-        raise ValueError(f"{location}: official/rosinality checkpoints are pickles, which sgeval never loads "
-                         "directly; convert it to an sgmodels snapshot first with the sgmodels import command")
     raise ValueError(f"{location}: unsupported source; expected an image folder, a .zip dataset, an .npz "
-                     "statistics file or an sgmodels .safetensors snapshot")
+                     "statistics file, an sgmodels .safetensors snapshot or an official / rosinality checkpoint "
+                     "(.pkl, .pt)")

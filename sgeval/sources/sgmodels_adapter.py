@@ -1,9 +1,10 @@
 """The only module of sgeval that imports sgmodels (tests/test_imports.py enforces it).
 
 What sgeval takes from sgmodels, all through here:
-- snapshots: an sgmodels snapshot (`.safetensors` written by `sgmodels.snapshot.save_snapshot`) becomes a
-  `GeneratorSource` of its evaluated network (G_ema when present, else G); sgmodels generators use the official
-  attribute names, so nothing else is adapted;
+- network files: an sgmodels snapshot (`.safetensors` written by `sgmodels.snapshot.save_snapshot`) or an official
+  NVIDIA / rosinality checkpoint (read by `sgmodels.importers` through a restricted unpickler, never executed)
+  becomes a `GeneratorSource` of its evaluated network (G_ema when present, else G, or the chosen network key);
+  sgmodels generators use the official attribute names, so nothing else is adapted;
 - the generator itself (`load_generator`), for metrics that optimise through it (the LPIPS projector), and the
   PNG writer and image grid of `sgmodels.images` for their picture outputs;
 - style mixing (`sgmodels.mixing`): mixing-FID feeds the layers of one image with the ws of several latents through
@@ -21,6 +22,7 @@ low-level `sgeval.atomic` can use it without an import cycle (`sgeval.sources` e
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,32 +59,51 @@ __all__ = [
 ]
 
 
+NETWORK_SUFFIXES = (".safetensors", ".pkl", ".pickle", ".pt", ".pth", ".ckpt")  # snapshots and imported checkpoints
+
+
 def is_sgmodels_snapshot(path: str | os.PathLike[str]) -> bool:
-    """True for a `.safetensors` file (sgmodels' snapshot container); the header is checked when it is loaded."""
-    return Path(path).suffix.lower() == ".safetensors"
+    """True for a network file that sgmodels loads: a `.safetensors` snapshot or an official / rosinality checkpoint
+    (`.pkl`, `.pt`, ...), which `sgmodels.importers` reads without executing it. The content is checked on load."""
+    return Path(path).suffix.lower() in NETWORK_SUFFIXES
+
+
+def _checkpoint_info(path: str | os.PathLike[str]) -> Any:
+    """sgmodels' description of a network file (format, networks, metadata), cached per file version: an imported
+    pickle is unpickled (restricted) to be described, so the runner's several questions read it once."""
+    location = Path(path).expanduser().resolve()
+    stat = location.stat() if location.is_file() else None
+    return _cached_checkpoint_info(str(location), None if stat is None else (stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_checkpoint_info(path: str, version: tuple[int, int] | None) -> Any:
+    from sgmodels.importers import read_checkpoint_info
+
+    return read_checkpoint_info(path)
 
 
 def snapshot_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The snapshot's free-form metadata (training options, training set, kimg), read without loading tensors."""
-    from sgmodels.snapshot import read_snapshot_info
+    """The network file's metadata (training options, training set, kimg; for an imported checkpoint its recorded
+    training-set settings), read without loading a snapshot's tensors."""
+    return dict(_checkpoint_info(path).metadata)
 
-    return dict(read_snapshot_info(path).metadata)
 
-
-def snapshot_c_dim(path: str | os.PathLike[str]) -> int:
-    """Label size of the snapshot's evaluated generator (0 = unconditional), read from the header, no tensors.
+def snapshot_c_dim(path: str | os.PathLike[str], network_key: str | None = None) -> int:
+    """Label size of the file's evaluated generator (`network_key`; None: G_ema, else G), 0 = unconditional.
 
     Raises:
-        ValueError (sgmodels.snapshot.SnapshotError): not a snapshot, or one without G_ema / G.
+        ValueError (SnapshotError, CheckpointFormatError, UnsafePickleError): not a network file sgmodels reads, a
+            refused pickle, or no such generator in it.
     """
-    from sgmodels.snapshot import EVALUATED_NETWORKS, SnapshotError, read_snapshot_info
+    from sgmodels.importers import CheckpointFormatError
 
-    info = read_snapshot_info(path)
-    for name in EVALUATED_NETWORKS:
-        if name in info.networks:
-            return int(info.networks[name].get("init_kwargs", {}).get("c_dim", 0) or 0)
-    raise SnapshotError(f"{path}: no generator in this snapshot (looked for {EVALUATED_NETWORKS}, found "
-                        f"{sorted(info.networks)})")
+    info = _checkpoint_info(path)
+    key = network_key or info.default_key()
+    if key not in info.networks:
+        raise CheckpointFormatError(info.unsupported.get(key) or f"{path}: no network {key!r} in this file; it holds "
+                                    f"{sorted(info.networks)}")
+    return int(info.networks[key].get("init_kwargs", {}).get("c_dim", 0) or 0)
 
 
 def snapshot_training_data(path: str | os.PathLike[str]) -> str | None:
@@ -109,37 +130,41 @@ def run_snapshots(run_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def load_sgmodels_source(
-    path: str | os.PathLike[str],  # the .safetensors snapshot
+    path: str | os.PathLike[str],  # the network file: .safetensors snapshot or imported checkpoint (.pkl, .pt)
     device: str = "cpu",  # where the generator is built
     truncation_psi: float = 1.0,  # 1 = no truncation (official metrics)
     noise_mode: str = "random",  # official metrics use random noise
     class_idx: int | None = None,  # fixed class for a conditional generator
     labels: np.ndarray | None = None,  # label pool for a conditional generator (the real dataset's labels)
     gen_batch: int = 4,  # items per generator call
+    network_key: str | None = None,  # "G_ema" or "G"; None = G_ema when present, else G (the official choice)
 ) -> GeneratorSource:
-    """A GeneratorSource for the evaluated network of an sgmodels snapshot.
+    """A GeneratorSource for the evaluated network of a snapshot or an imported checkpoint.
 
     Raises:
-        ValueError (sgmodels.snapshot.SnapshotError): missing, corrupt or pickled file, or inconsistent network.
+        ValueError (SnapshotError, CheckpointFormatError, UnsafePickleError, NonFiniteError): missing, corrupt,
+            unknown or refused file, inconsistent network, or NaN weights.
     """
     from sgeval.sources.generator import GeneratorSource
-    from sgmodels.snapshot import load_generator
 
-    generator = load_generator(path, device=device)
+    generator = load_generator(path, device=device, network_key=network_key)
     return GeneratorSource(generator, truncation_psi=truncation_psi, noise_mode=noise_mode, class_idx=class_idx,
                            labels=labels, gen_batch=gen_batch, name=str(path))
 
 
-def load_generator(path: str | os.PathLike[str], device: str = "cpu") -> torch.nn.Module:
-    """The evaluated network (G_ema when present, else G) of an sgmodels snapshot, in eval mode, on `device`.
+def load_generator(path: str | os.PathLike[str], device: str = "cpu",
+                   network_key: str | None = None) -> torch.nn.Module:
+    """The evaluated network (`network_key`; None: G_ema when present, else G) of a snapshot or an imported
+    checkpoint (official NVIDIA / rosinality, read by sgmodels without executing it), in eval mode, on `device`.
 
     Raises:
-        ValueError (sgmodels.snapshot.SnapshotError, NonFiniteError): missing, corrupt or pickled file, inconsistent
-            network, or NaN/infinite weights.
+        ValueError (SnapshotError, CheckpointFormatError, UnsafePickleError, NonFiniteError): missing, corrupt,
+            unknown or refused file, inconsistent network, or NaN/infinite weights.
     """
-    from sgmodels.snapshot import load_generator as load
+    from sgmodels.importers import load_network_file
 
-    return load(path, device=device)
+    generator, _ = load_network_file(path, key=network_key, device=device)
+    return generator
 
 
 def write_png(path: str | os.PathLike[str], image: torch.Tensor) -> None:

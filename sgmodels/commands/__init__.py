@@ -2,7 +2,8 @@
 
 Preset options (`--arch`, `--config` and one option per override) are generated from `sgmodels.presets`, so the
 CLI, its `--help` and its error messages follow the preset registry. Commands that take a NETWORK accept either a
-snapshot file or, with `--random-init`, a preset (`stylegan2-cpu32` as NETWORK, or `--arch/--config`).
+network file (an sgmodels snapshot, or an official NVIDIA / rosinality checkpoint read by `sgmodels.importers`
+without executing it) or, with `--random-init`, a preset (`stylegan2-cpu32` as NETWORK, or `--arch/--config`).
 """
 
 from __future__ import annotations
@@ -96,9 +97,19 @@ def resolve_preset(network: str | None, arch: str | None, config: str | None) ->
     return arch or "stylegan2", config
 
 
+NETWORK_KEYS = ("G_ema", "G")  # generators of a network file; --network-key chooses one
+
+
+def network_key_option(func: F) -> F:
+    """--network-key: which generator of a NETWORK file (G_ema by default, as the official tools use)."""
+    return click.option("--network-key", type=click.Choice(NETWORK_KEYS), default=None,
+                        help="generator of the NETWORK file [default: G_ema when present, else G]")(func)
+
+
 def network_source_options(func: F) -> F:
-    """NETWORK argument, --random-init, --seed, --device and the preset options (generate, mix)."""
+    """NETWORK argument, --network-key, --random-init, --seed, --device and the preset options (generate, mix)."""
     func = preset_options()(func)
+    func = network_key_option(func)
     func = click.option("--device", default="auto", show_default=True,
                         help="torch device (auto = cuda if available, else cpu)")(func)
     func = click.option("--seed", "init_seed", type=int, default=0, show_default=True,
@@ -119,21 +130,26 @@ def pick_device(device: str) -> torch.device:
 
 
 def load_cli_generator(network: str | None, random_init: bool, init_seed: int, device: str,
-                       arch: str | None, config: str | None, overrides: dict[str, Any]) -> GeneratorModule:
+                       arch: str | None, config: str | None, overrides: dict[str, Any],
+                       network_key: str | None = None) -> GeneratorModule:
     """The generator named on the command line, in eval mode on the chosen device.
 
-    A snapshot file gives its evaluated generator (G_ema, else G); `--random-init` builds a preset with weights
-    drawn under `torch.manual_seed(init_seed)` (the caller's RNG state is restored afterwards).
+    A network file (an sgmodels snapshot, or an official / rosinality checkpoint imported safely by
+    `sgmodels.importers`) gives its generator `network_key` (None: G_ema, else G); `--random-init` builds a preset
+    with weights drawn under `torch.manual_seed(init_seed)` (the caller's RNG state is restored afterwards).
     """
     target = pick_device(device)
     if not random_init:
         if network is None:
-            raise ValueError("missing NETWORK: a snapshot file, or a preset with --random-init")
+            raise ValueError("missing NETWORK: a snapshot or checkpoint file, or a preset with --random-init")
         if arch is not None or config is not None or overrides:
             raise ValueError("--arch, --config and preset overrides apply only with --random-init")
-        from sgmodels.snapshot import load_generator
+        from sgmodels.importers import load_network_file
 
-        return as_generator(load_generator(Path(network), device=target)).eval()
+        generator, _ = load_network_file(Path(network), key=network_key, device=target)
+        return as_generator(generator).eval()
+    if network_key is not None:
+        raise ValueError("--network-key chooses a network of a NETWORK file; it does not apply with --random-init")
     arch, config = resolve_preset(network, arch, config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)

@@ -21,7 +21,8 @@ def generation_options(func):
     func = click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
                         help="noise inputs: the stored constant maps, fresh random maps, or none")(func)
     func = click.option("--trunc-cutoff", "truncation_cutoff", type=click.IntRange(min=0), default=None,
-                        help="truncate only the first N layers [default: all]")(func)
+                        help="truncate only the first N layers [default: the network's own: all layers for "
+                             "StyleGAN2, the first 8 for StyleGAN v1 as in the official code]")(func)
     func = click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
                         help="truncation psi (1 = none)")(func)
     return click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -36,7 +37,10 @@ def generation_options(func):
 @network_source_options
 def generate(network: str | None, seeds: list[int], outdir: Path, grid: bool, grid_cols: int | None,
              **kwargs: Any) -> None:
-    """Generate images from seeds with a snapshot or a randomly initialised preset.
+    """Generate images from seeds with a network file or a randomly initialised preset.
+
+    NETWORK is an sgmodels snapshot or an official checkpoint (stylegan2-ada-pytorch / stylegan3 .pkl, StyleGAN
+    TensorFlow .pkl, rosinality .pt), read without executing anything it carries.
 
     The latent of seed s is np.random.RandomState(s).randn(z_dim), as in the official gen_images.py, so seeds name
     the same latents as there. Writes OUTDIR/seed0000.png, ... (or OUTDIR/grid.png with --grid).
@@ -44,13 +48,14 @@ def generate(network: str | None, seeds: list[int], outdir: Path, grid: bool, gr
     \b
     Examples:
       sgmodels generate run/snapshot-001000.safetensors --seeds 0-15,42 --trunc 0.7 --outdir out
+      sgmodels generate stylegan2-ffhq-config-f.pkl --seeds 0-7 --outdir out
       sgmodels generate stylegan2-cpu32 --random-init --seeds 0-15 --grid --outdir out
       sgmodels generate --random-init --arch stylegan2 --config f --resolution 256 --seeds 0 --outdir out
     """
     with user_errors():
         arch, config, overrides = pop_preset_options(kwargs)
         G = load_cli_generator(network, kwargs.pop("random_init"), kwargs.pop("init_seed"), kwargs.pop("device"),
-                               arch, config, overrides)
+                               arch, config, overrides, network_key=kwargs.pop("network_key"))
         images = generate_images(G, seeds, **kwargs)  # [N, C, H, W] uint8
     outdir.mkdir(parents=True, exist_ok=True)
     if grid:

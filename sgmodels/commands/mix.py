@@ -38,7 +38,7 @@ def mix(network: str | None, row_seeds: list[int], col_seeds: list[int], styles:
     with user_errors():
         arch, config, overrides = pop_preset_options(kwargs)
         G = load_cli_generator(network, kwargs.pop("random_init"), kwargs.pop("init_seed"), kwargs.pop("device"),
-                               arch, config, overrides)
+                               arch, config, overrides, network_key=kwargs.pop("network_key"))
         result = style_mix(G, row_seeds, col_seeds, styles, **kwargs)
     outdir.mkdir(parents=True, exist_ok=True)
     grid = labelled_grid(None, list(result.col_images), list(result.row_images), result.cells)

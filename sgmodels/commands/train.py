@@ -79,10 +79,27 @@ def train(**kwargs: Any) -> None:
     from sgmodels.training.options import TrainOptions
 
     with user_errors():
+        _refuse_imported_resume(kwargs.get("resume"))
         options = TrainOptions(**_options_from_cli(kwargs))
         run_dir = run_training(options)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message per job
         click.echo(f"finished: {run_dir}")
+
+
+def _refuse_imported_resume(resume: str | None) -> None:
+    """--resume needs an sgmodels training snapshot (networks, optimizer state, counters, run options). An imported
+    checkpoint (official pickle, rosinality .pt) holds networks only, so it is refused here, by its magic bytes:
+    nothing is unpickled."""
+    if resume is None or resume == "latest" or not Path(resume).is_file():
+        return
+    from sgmodels.importers import detect_checkpoint_format
+
+    found = detect_checkpoint_format(resume)
+    if found != "sgmodels":
+        what = "not an sgmodels snapshot" if found == "unknown" else f"an imported {found} checkpoint"
+        raise ValueError(f"--resume {resume}: {what}, which cannot be resumed: resuming needs an sgmodels training "
+                         "snapshot (network-snapshot-*.safetensors with its run directory). Imported networks can be "
+                         "generated from, evaluated and converted (`sgmodels convert IN OUT`), not trained further")
 
 
 def _options_from_cli(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -192,12 +192,14 @@ class GANLoss:
         z: torch.Tensor,
         c: torch.Tensor,
         num_layers: int | None = None,
-        update_emas: bool = False,
+        update_emas: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Generate training fakes, with style mixing. Returns (img [N, C, H, W], ws [N, num_ws, w_dim] or None).
 
         num_layers: style layers in use (progressive growing); default all of G.num_ws.
-        update_emas: let the mapping network update its w_avg tracker (once per iteration, in the D pass).
+        update_emas: let the mapping network update its w_avg tracker with the first latents' w (before mixing).
+            As in the official code (TF G_style / G_main with is_training, stylegan2-ada-pytorch), every training
+            generator pass updates it: G main, G path-length and D fake passes; the mixing latents never do.
         """
         labels = c if c.shape[1] > 0 else None
         G = self.G
@@ -284,7 +286,7 @@ class GANLoss:
     def _d_fake(self, z: torch.Tensor, c: torch.Tensor, real_img: torch.Tensor, real_c: torch.Tensor, gain: float,
                 num_layers: int | None, stats: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
-            gen_img, _ws = self.run_G(z, c, num_layers, update_emas=True)  # [N, C, H, W]
+            gen_img, _ws = self.run_G(z, c, num_layers)  # [N, C, H, W]
         fake_logits = self.run_D(gen_img, c)  # [N, 1]
         if self.config.kind == "wgangp":
             # ProGAN generates fakes with the reals' labels; here fakes have their own, so the interpolated images

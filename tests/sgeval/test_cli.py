@@ -136,3 +136,18 @@ def test_run_directory_means_newest_snapshot_or_all_of_them(run_dir: tuple[Path,
 
     not_a_run = _invoke("fid", run.parent, "--all-snapshots", *common)
     assert not_a_run.exit_code == 2 and "not a training run directory" in not_a_run.output
+
+
+def test_official_pickle_is_evaluated_directly_with_network_key(tmp_path: Path, inception_weights_file: Path) -> None:
+    from tests.checkpoint_fixtures import tiny_networks, write_ada_pickle
+
+    data = write_zip(tmp_path / "train.zip", random_images(8, 16, seed=3))
+    pickle_path = write_ada_pickle(tmp_path / "network-snapshot-000100.pkl", tiny_networks())
+    common = ["--data", data, "--num-gen", "8", "--num-real", "8", "--detector-weights", inception_weights_file,
+              "--json", "--no-progress", "--no-cache"]
+    records = {key: json.loads(_invoke("fid", pickle_path, *common, *extra).stdout)
+               for key, extra in (("default", []), ("G_ema", ["--network-key", "G_ema"]),
+                                  ("G", ["--network-key", "G"]))}
+    assert records["default"]["values"] == records["G_ema"]["values"] != records["G"]["values"]
+    assert records["default"]["snapshot_pkl"] == str(pickle_path)
+    assert records["default"]["network_fingerprint"] != records["G"]["network_fingerprint"]

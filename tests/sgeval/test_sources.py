@@ -146,7 +146,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 def test_open_source_dispatch(tmp_path: Path, image_folder: Path) -> None:
     assert isinstance(open_source(image_folder), ImageFolderSource)
-    with pytest.raises(ValueError, match="pickles"):
+    with pytest.raises(ValueError, match="not a network file sgmodels can read"):  # checkpoints go to sgmodels
         open_source(_write(tmp_path / "network.pkl", b"x"))
     with pytest.raises(ValueError, match="no such"):
         open_source(tmp_path / "absent")

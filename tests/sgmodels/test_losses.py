@@ -330,3 +330,47 @@ def test_unknown_phase_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown phase"):
         loss.accumulate_gradients("Gfoo", torch.zeros(1, 3, 8, 8), _no_labels(1), torch.zeros(1, 6), _no_labels(1),
                                   gain=1.0)
+
+
+class RecordingMapping(ToyMapping):
+    """ToyMapping that records the update_emas flag of every call."""
+
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int) -> None:
+        super().__init__(z_dim, w_dim, num_ws)
+        self.updates: list[bool] = []
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, update_emas: bool = False) -> torch.Tensor:
+        self.updates.append(update_emas)
+        return super().forward(z, c)
+
+
+def test_every_training_generator_pass_updates_w_avg_but_never_the_mixing_latents() -> None:
+    """As TF G_style / G_main (is_training) and stylegan2-ada-pytorch: the G main, G path-length and D fake passes
+    each update w_avg with their own latents' w; the second (mixing) latents never do."""
+    torch.manual_seed(3)
+    G = ToyG(res=4)
+    G.mapping = RecordingMapping(G.z_dim, G.w_dim, G.num_ws)
+    loss = GANLoss(G, LinearD((3, 4, 4)), LossConfig(pl_weight=2.0, style_mixing_prob=1.0))
+    z, c = torch.randn(4, G.z_dim), _no_labels(4)
+    for phase in ("Gmain", "Greg", "Dmain"):
+        G.mapping.updates.clear()
+        loss.accumulate_gradients(phase, torch.zeros(4, 3, 4, 4), c, z, c, gain=1.0)
+        assert G.mapping.updates == [True, False], phase
+
+
+def test_w_avg_follows_every_training_pass_of_a_real_mapping_network() -> None:
+    from sgmodels.generator import Generator
+
+    torch.manual_seed(4)
+    G = Generator(z_dim=8, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs={"num_layers": 2},
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 8})
+    loss = GANLoss(G, LinearD((3, 8, 8)), LossConfig(pl_weight=2.0))
+    z, c = torch.randn(4, 8), _no_labels(4)
+    expected = G.mapping.w_avg.clone()
+    for phase in ("Gmain", "Greg", "Dmain"):
+        batch = z if phase != "Greg" else z[:2]  # the path-length pass uses batch // pl_batch_shrink samples
+        with torch.no_grad():
+            w = G.mapping(batch, None)[:, 0]
+        expected = w.mean(dim=0).lerp(expected, 0.995)
+        loss.accumulate_gradients(phase, torch.zeros(4, 3, 8, 8), c, z, c, gain=1.0)
+        torch.testing.assert_close(G.mapping.w_avg, expected)

@@ -190,3 +190,37 @@ def test_config_listing() -> None:
     assert configs_of("stylegan2") == ["a", "b", "c", "d", "e", "f", "cpu16", "cpu32", "cpu64"]
     assert configs_of("traditional") == ["cpu16", "cpu32", "cpu64"]
     assert get_preset("stylegan2", "F").name == "stylegan2-f"
+
+
+@pytest.mark.parametrize("config, clamp, fp16", [("f", 256.0, 4), ("e", 256.0, 4), ("cpu32", 256.0, 4),
+                                                 ("b", None, 0), ("d", None, 0)])
+def test_stylegan2_presets_record_the_ada_clamp_and_fp16_blocks(config: str, clamp: float | None, fp16: int) -> None:
+    """stylegan2-ada-pytorch runs every config with conv_clamp 256 and 4 fp16 blocks; TF configs B-D had neither."""
+    g, d, _ = network_descriptions("stylegan2", config)
+    for kwargs in (g["init_kwargs"]["synthesis_kwargs"], d["init_kwargs"]):
+        assert kwargs["conv_clamp"] == clamp and kwargs["num_fp16_res"] == fp16
+    g, d, _ = network_descriptions("stylegan2", "f", conv_clamp=0, fp16_res=0)
+    assert g["init_kwargs"]["synthesis_kwargs"]["conv_clamp"] is None and d["init_kwargs"]["num_fp16_res"] == 0
+    with pytest.raises(ValueError, match="fp16_res needs progressive growing off"):
+        network_descriptions("stylegan2", "f", progressive=True, architecture="orig", d_architecture="orig")
+
+
+def test_stylegan_v1_presets_follow_the_tf_mapping_conventions() -> None:
+    """Labels through LabelConcat (no bias, joint pixel norm with z); truncation cutoff 8 unless told otherwise."""
+    G, _, _ = build_networks("stylegan", "cpu64", c_dim=3)
+    mapping = G.mapping
+    assert mapping.label_embedding == "concat" and set(dict(mapping.embed.named_parameters())) == {"weight"}
+    z, c = torch.randn(4, G.z_dim), torch.eye(3)[[0, 1, 2, 0]]
+    x = torch.cat([z, c @ mapping.embed.weight.t()], dim=1)
+    x = x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+    for idx in range(mapping.num_layers):
+        x = getattr(mapping, f"fc{idx}")(x)
+    with torch.no_grad():
+        torch.testing.assert_close(mapping(z, c)[:, 0], x.detach())
+        ws = mapping(z, c)
+        truncated = mapping(z, c, truncation_psi=0.5)
+    assert G.num_ws == 10
+    changed = (ws - truncated).abs().amax(dim=(0, 2)) > 0
+    assert changed.tolist() == [True] * 8 + [False] * 2
+    with torch.no_grad():
+        assert ((ws - mapping(z, c, truncation_psi=0.5, truncation_cutoff=10)).abs().amax(dim=(0, 2)) > 0).all()

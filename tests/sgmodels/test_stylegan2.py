@@ -260,3 +260,34 @@ def test_resnet_blocks_scale_both_branches_by_sqrt_half() -> None:
     got, _ = dblock(x, None)
     torch.testing.assert_close(got, (dblock.skip(x) + dblock.conv1(dblock.conv0(x))) * math.sqrt(0.5),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["skip", "resnet"])
+def test_fp16_blocks_are_float32_on_cpu_and_close_to_float32_when_forced(architecture: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """num_fp16_res blocks compute in float16 only on FP16_DEVICE_TYPES (CUDA): on a CPU the network equals the
+    float32 one bit for bit. Forcing float16 on the CPU runs the half-precision path (its block outputs are
+    float16) and stays within float16 rounding of the float32 images and logits."""
+    from sgmodels import stylegan2
+
+    torch.manual_seed(0)
+    kwargs = dict(architecture=architecture, conv_clamp=256.0, **SMALL)
+    reference = _synthesis(16, **kwargs).eval()
+    fp16 = _synthesis(16, num_fp16_res=2, **kwargs).eval()
+    fp16.load_state_dict(reference.state_dict())
+    ws = torch.randn(3, reference.num_ws, reference.w_dim)
+    D32 = _discriminator(16, architecture=architecture, conv_clamp=256.0)
+    D16 = _discriminator(16, architecture=architecture, conv_clamp=256.0, num_fp16_res=2)
+    D16.load_state_dict(D32.state_dict())
+    img = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(fp16(ws, noise_mode="const"), reference(ws, noise_mode="const"))
+        monkeypatch.setattr(stylegan2, "FP16_DEVICE_TYPES", ("cuda", "cpu"))
+        dtypes = []
+        fp16.b16.conv1.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+        forced = fp16(ws, noise_mode="const")
+        assert dtypes == [torch.float16] and forced.dtype == torch.float32
+        torch.testing.assert_close(forced, reference(ws, noise_mode="const"), atol=2e-2, rtol=0)
+        torch.testing.assert_close(D16(img), D32(img), atol=2e-2, rtol=0)
+    with pytest.raises(ValueError, match="num_fp16_res needs progressive=False"):
+        _synthesis(16, architecture="orig", progressive=True, num_fp16_res=2)
