@@ -51,6 +51,18 @@ def bench(session: nox.Session) -> None:
         _py(session, "-m", f"benchmarks.{script}", *session.posargs)
 
 
+@nox.session
+def ablations(session: nox.Session) -> None:
+    """StyleGAN Tables 2 and 3 and Fig. 5 as resumable suites (benchmarks/ablations; reports in benchmarks/results).
+
+    `nox -s ablations` runs every suite at the CPU scale (Fashion-MNIST, the project's domain detector; about two
+    hours on 2 cores: run it in the background, and run it again after an interruption to continue);
+    `nox -s ablations -- --scale quick` is a smoke run; arguments after `--` go to `python -m benchmarks.ablations`
+    (`--suite mixing`, `--seeds 5`, `--scale paper --data ffhq.zip --dry-run`, ...).
+    """
+    _py(session, "-m", "benchmarks.ablations", *session.posargs)
+
+
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEMO_ARCH = "stylegan2"
 

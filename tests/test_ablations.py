@@ -1,0 +1,82 @@
+"""The ablation suites on a micro budget: every report file with the paper column, resume, tables as DataFrames.
+
+One seed, one minibatch per run, a few generated images: the numbers mean nothing; the pipeline (training through
+sgmodels, the domain detector and classifiers trained by sgeval's commands, every protocol through the runner,
+reports, plots, figures) is the real one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.ablations.config import SCALES, SUITES, suite_rows
+from benchmarks.ablations.report import paper_values, trend_verdict, write_suite_report
+from benchmarks.ablations.run import run_suites
+from benchmarks.ablations.stick import prepare_stick
+from tests.sgeval.conftest import write_zip
+
+SUITE_NAMES = ["mixing", "noise"]
+
+
+@pytest.fixture(scope="module")
+def labelled_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 grey 16x16 images in two visible classes (dark, bright)."""
+    rng = np.random.default_rng(0)
+    images = [np.clip(base + rng.normal(0, 20, (16, 16)), 0, 255).astype(np.uint8)
+              for base in [50] * 20 + [200] * 20]
+    return write_zip(tmp_path_factory.mktemp("data") / "tiny.zip", images, labels=[0] * 20 + [1] * 20)
+
+
+@pytest.mark.slow
+def test_micro_suites_write_reports_and_resume(tmp_path: Path, labelled_zip: Path) -> None:
+    scale = dataclasses.replace(SCALES["quick"], kimg=0.016, tick_kimg=0.016, num_gen=16, num_ls=32, batch=8,
+                                mixed_latents=(1, 2))
+    stick = prepare_stick(scale, labelled_zip, tmp_path)
+    assert (tmp_path / "stick" / "detector" / "detector.json").is_file()
+    records = run_suites(SUITE_NAMES, scale, labelled_zip, tmp_path, stick)
+    assert {record.row.key for record in records} == {row.key for row in suite_rows(SUITE_NAMES)}
+    again = run_suites(SUITE_NAMES, scale, labelled_zip, tmp_path, stick)  # resumed: nothing is redone
+    assert all(record.train_seconds == 0 and record.eval_seconds == 0 for record in again)
+
+    for name in SUITE_NAMES:
+        folder = write_suite_report(name, records, stick, scale, tmp_path, header="test")
+        for file in ("results.jsonl", "results.csv", "summary.csv", "trends.csv", "report.md", f"{name}.png"):
+            assert (folder / file).is_file(), file
+        summary = pd.read_csv(folder / "summary.csv")
+        assert list(summary.columns) == ["row", "label", "column", "mean", "std", "n", "paper"]
+        assert set(summary["row"]) == set(SUITES[name].rows)
+        measured = summary[summary["column"] != "fd"]  # Table 3 has no FID column: our FD has no paper value
+        assert measured["paper"].notna().all()  # every other cell has the paper's number beside it
+        assert "(paper)" in (folder / "report.md").read_text()
+        trends = pd.read_csv(folder / "trends.csv")
+        assert set(trends["verdict"]) == {"inconclusive"}  # one seed decides nothing
+    mixing = pd.read_csv(tmp_path / "mixing" / "summary.csv")
+    assert set(mixing["column"]) == {"fd_1", "fd_2"}
+    noise = pd.read_csv(tmp_path / "noise" / "summary.csv")
+    assert set(noise["column"]) == {"fd", "ppl_full", "ppl_end", "ls"}
+
+
+def test_trend_verdicts_from_seed_values() -> None:
+    from benchmarks.ablations.report import TRENDS
+
+    trend = TRENDS["noise"][0]  # E < D on ppl_full
+    lines = [{"row": row, "column": "ppl_full", "seed": seed, "value": value}
+             for row, values in (("E-mix0", [1.0, 1.1, 0.9]), ("D-nonoise", [2.0, 2.1, 1.9])) for seed, value in
+             enumerate(values)]
+    assert trend_verdict(pd.DataFrame(lines), trend)["verdict"] == "reproduced"
+    swapped = [{**line, "row": {"E-mix0": "D-nonoise", "D-nonoise": "E-mix0"}[line["row"]]} for line in lines]
+    assert trend_verdict(pd.DataFrame(swapped), trend)["verdict"] == "reversed"
+    noisy = [{**line, "value": line["value"] + (3 if line["seed"] == 0 else 0)} for line in lines]
+    assert trend_verdict(pd.DataFrame(noisy), trend)["verdict"] == "inconclusive"
+
+
+def test_paper_values_cover_tables_2_and_3() -> None:
+    table2, table3 = paper_values(SUITES["mixing"]), paper_values(SUITES["noise"])
+    assert table2[("E-mix0", "fd_4")] == 17.41 and table2[("F-mix90", "fd_1")] == 4.40
+    assert table3[("B-traditional", "ls")] == 10.78 and table3[("E-mix0", "ppl_full")] == 200.5
+    assert len(table2) == 16 and len(table3) == 15
