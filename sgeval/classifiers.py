@@ -9,7 +9,8 @@ for CelebA). Each head still gives an independent binary decision (logit >= 0: t
 Architecture (`AttributeClassifier`): 1x1 conv from the image channels, then per resolution R down to 8 two 3x3
 convs with leaky ReLU(0.2) and a 2x2 average pooling, then at 4x4 a 3x3 conv, a dense layer and the linear head
 [A]. Widths min(channel_base / R, channel_max). No minibatch-stddev layer (a discriminator's): a logit must depend
-on its own image only, whatever the batch.
+on its own image only, whatever the batch. The same trunk is the domain detector of `sgeval.detector` (wider, trained
+with cross-entropy on class labels), which reads its dense layer and stage activations.
 
 Labels come from the dataset through sgeval's image sources (dataset.json or class sub-folders, read by the one
 shared reader): class labels become one-vs-rest attributes ("is class k"), multi-attribute vectors stay attributes
@@ -32,7 +33,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,8 @@ from sgeval.atomic import atomic_write_bytes, atomic_write_text
 from sgeval.samplers.ppl import box_downsample  # the official box filter (mean over f x f blocks)
 
 __all__ = ["AttributeClassifier", "ClassifierError", "ClassifierSet", "TrainOptions", "accuracy_rows",
-           "attribute_targets", "load_classifiers", "read_description", "save_classifiers",
-           "train_classifiers"]
+           "attribute_loss", "attribute_targets", "input_geometry", "load_checked_tensors", "load_classifiers",
+           "read_description", "save_classifiers", "save_described_tensors", "train_classifiers"]
 
 PathLike = str | os.PathLike[str]
 FORMAT = "sgeval-classifiers/v1"
@@ -97,6 +98,25 @@ class AttributeClassifier(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits float32 [N, A] of images [N, C, R, R] (float, [-1, 1])."""
         return self.net(images)
+
+    def stage_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The convolutional activations [N, C_r, r, r] that end each resolution r (before its pooling, and the
+        final 4x4 conv), of float images [N, C, H, W] in [-1, 1]; fully convolutional, so H and W may differ from
+        the training resolution (the sgeval domain distance reads these)."""
+        maps, x = [], images
+        layers = list(self.net)
+        for index, layer in enumerate(layers):
+            if isinstance(layer, torch.nn.Flatten):
+                break
+            x = layer(x)
+            if isinstance(layers[index + 1], (torch.nn.AvgPool2d, torch.nn.Flatten)):
+                maps.append(x)  # [N, C_r, r, r]
+        return maps
+
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """The dense layer's activations [N, min(channel_base / 4, channel_max)] before the logits, of float images
+        [N, C, R, R] in [-1, 1] at the training resolution (the sgeval domain detector's features)."""
+        return self.net[:-1](images)
 
 
 _ARCH_LIMITS = {"resolution": (4, 1024), "channels": (1, 3), "num_attributes": (1, 4096),
@@ -216,7 +236,7 @@ def _class_names(source: Any) -> list[str] | None:
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-    """How `train_classifiers` trains (recorded in the description)."""
+    """How `train_classifiers` (and `sgeval.detector.train_detector`) train (recorded in the description)."""
 
     epochs: int = 10  # passes over the training split
     batch_size: int = 64  # images per optimiser step
@@ -255,6 +275,18 @@ class _Images:
         return box_downsample(batch.to(device).float() / 127.5 - 1, factor)
 
 
+def input_geometry(image_shape: Sequence[int], resolution: int | None) -> tuple[int, int, int]:
+    """(channels, dataset resolution, network resolution) for dataset images (C, H, W) and a wanted network
+    resolution (None: the dataset's); ValueError unless the images are square and the network resolution is a
+    power of two dividing theirs (images are box-downsampled by the integer factor)."""
+    channels, native = int(image_shape[0]), int(image_shape[1])
+    chosen = resolution or native
+    if image_shape[1] != image_shape[2] or native % chosen or chosen & (chosen - 1):
+        raise ValueError(f"network resolution {chosen} must be a power of two dividing the dataset's square "
+                         f"{native}x{native} images (got {image_shape[1]}x{image_shape[2]})")
+    return channels, native, chosen
+
+
 def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = TrainOptions(), *,
                       names: Sequence[str] | None = None, device: str = "cpu",
                       progress: bool = True) -> dict[str, Any]:
@@ -272,11 +304,7 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
     vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled
     targets, attributes, kind = attribute_targets(source.labels, 0 if vectors is None else vectors.shape[1],
                                                   _class_names(source), names)
-    channels, native = int(source.image_shape[0]), int(source.image_shape[1])
-    resolution = options.resolution or native
-    if source.image_shape[1] != source.image_shape[2] or native % resolution or resolution & (resolution - 1):
-        raise ValueError(f"classifier resolution {resolution} must be a power of two dividing the dataset's square "
-                         f"{native}x{native} images")
+    channels, native, resolution = input_geometry(source.image_shape, options.resolution)
     architecture = _checked_architecture({"resolution": resolution, "channels": channels,
                                           "num_attributes": len(attributes), "channel_base": options.channel_base,
                                           "channel_max": options.channel_max}, "options")
@@ -300,21 +328,31 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
     return save_classifiers(model, description, Path(outdir).expanduser())
 
 
+def attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of logits [B, A] against 0/1 targets [B, A], summed over attributes, mean over B."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1).mean()
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits [B, A], targets of the batch) -> scalar
+
+
 def _fit(model: AttributeClassifier, images: _Images, targets: torch.Tensor, train: np.ndarray, factor: int,
-         options: TrainOptions, device: torch.device, progress: bool) -> None:
-    """Adam on the summed binary cross-entropy of all attributes; batch order from the seed."""
+         options: TrainOptions, device: torch.device, progress: bool, loss_fn: LossFn = attribute_loss,
+         desc: str = "classifiers") -> None:
+    """Adam on `loss_fn` (default: the summed binary cross-entropy of all attributes); batch order from the seed.
+
+    `targets` is indexed by item ([N, A] 0/1 floats, or [N] class indices for a cross-entropy `loss_fn`)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, betas=(0.9, 0.99))
     rng = np.random.default_rng([options.seed, 1])
     steps = math.ceil(train.size / options.batch_size)
     model.train()
-    with _bar(options.epochs * steps, progress) as bar:
+    with _bar(options.epochs * steps, progress, desc) as bar:
         for _epoch in range(options.epochs):
             order = train[rng.permutation(train.size)]
             for start in range(0, order.size, options.batch_size):
                 batch = order[start : start + options.batch_size]
                 logits = model(images.float(batch, factor, device))  # [B, A]
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits, targets[torch.from_numpy(batch)].to(device), reduction="none").sum(dim=1).mean()
+                loss = loss_fn(logits, targets[torch.from_numpy(batch)].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -324,22 +362,25 @@ def _fit(model: AttributeClassifier, images: _Images, targets: torch.Tensor, tra
 
 
 @torch.no_grad()
+def _logits(model: AttributeClassifier, images: _Images, items: np.ndarray, factor: int, batch_size: int,
+            device: torch.device) -> np.ndarray:
+    """Logits float32 [len(items), A] of the given items (model in eval mode)."""
+    out = [model(images.float(items[start : start + batch_size], factor, device)).cpu().numpy()
+           for start in range(0, items.size, batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
 def _accuracy(model: AttributeClassifier, images: _Images, targets: np.ndarray, held: np.ndarray, factor: int,
               batch_size: int, device: torch.device) -> list[float]:
     """Fraction of held-out images whose decision (logit >= 0) matches the label, per attribute."""
-    correct = np.zeros(targets.shape[1])
-    for start in range(0, held.size, batch_size):
-        batch = held[start : start + batch_size]
-        decisions = (model(images.float(batch, factor, device)) >= 0).cpu().numpy()  # [B, A]
-        correct += (decisions == targets[batch]).sum(axis=0)
-    return (correct / held.size).tolist()
+    decisions = _logits(model, images, held, factor, batch_size, device) >= 0  # [M, A]
+    return (decisions == targets[held]).mean(axis=0).tolist()
 
 
-def _bar(total: int, enabled: bool) -> Any:
+def _bar(total: int, enabled: bool, desc: str = "classifiers") -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="classifiers", unit="step", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
 def save_classifiers(model: AttributeClassifier, description: dict[str, Any], outdir: Path) -> dict[str, Any]:
@@ -347,13 +388,22 @@ def save_classifiers(model: AttributeClassifier, description: dict[str, Any], ou
     name and sha256 (both atomic, in that order: a reader never sees a description of other weights).
 
     Returns the description as written."""
+    return save_described_tensors(model, description, outdir / WEIGHTS_FILE, outdir / DESCRIPTION_FILE)
+
+
+def save_described_tensors(model: torch.nn.Module, description: dict[str, Any], weights_path: Path,
+                           description_path: Path) -> dict[str, Any]:
+    """The safe format of trained sgeval networks: the state dict as safetensors at `weights_path`, then the JSON
+    `description` plus "weights_file" (its name) and "weights_sha256" at `description_path`; both atomic, tensors
+    first. Returns the description as written."""
     from safetensors.torch import save
 
     payload = save({name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()})
-    outdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(outdir / WEIGHTS_FILE, payload)
-    description = description | {"weights_file": WEIGHTS_FILE, "weights_sha256": hashlib.sha256(payload).hexdigest()}
-    atomic_write_text(outdir / DESCRIPTION_FILE, json.dumps(description, indent=1) + "\n")
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(weights_path, payload)
+    description = description | {"weights_file": weights_path.name,
+                                 "weights_sha256": hashlib.sha256(payload).hexdigest()}
+    atomic_write_text(description_path, json.dumps(description, indent=1) + "\n")
     return description
 
 
@@ -403,25 +453,34 @@ def load_classifiers(folder: PathLike, device: str | torch.device = "cpu") -> Cl
             CelebA-HQ pickles are named as such), an invalid description, a tensor file whose sha256 differs
             from the recorded one, or tensors that do not fit the described architecture.
     """
-    from safetensors.torch import load
-
     description = read_description(folder)
     location = Path(folder).expanduser()
     path = location / WEIGHTS_FILE
     if not path.is_file():
         raise _missing(location, f"{path} is missing (its description {DESCRIPTION_FILE} is there)")
+    model = AttributeClassifier(**description["architecture"])
+    load_checked_tensors(model, path, description["weights_sha256"], DESCRIPTION_FILE, "train the classifiers again")
+    return ClassifierSet(model, description, location).to(device)
+
+
+def load_checked_tensors(model: torch.nn.Module, path: Path, sha256: str, described_in: str, retrain: str) -> None:
+    """Fill `model` from the safetensors file `path` after checking it (untrusted input).
+
+    The file's sha256 must equal `sha256` (recorded in `described_in`), and every tensor name, shape and dtype must
+    match the model's state dict, with finite values. ClassifierError otherwise; `retrain` says what to do.
+    """
+    from safetensors.torch import load
+
     payload = path.read_bytes()
-    if hashlib.sha256(payload).hexdigest() != description["weights_sha256"]:
-        raise ClassifierError(f"{path}: sha256 differs from the one recorded in {DESCRIPTION_FILE}: the file was "
-                              "changed or damaged after training; train the classifiers again")
+    if hashlib.sha256(payload).hexdigest() != sha256:
+        raise ClassifierError(f"{path}: sha256 differs from the one recorded in {described_in}: the file was "
+                              f"changed or damaged after training; {retrain}")
     try:
         tensors = load(payload)
     except Exception as error:  # safetensors raises its own error types for malformed headers
         raise ClassifierError(f"{path}: not a readable safetensors file ({error})") from None
-    model = AttributeClassifier(**description["architecture"])
     _check_tensors(tensors, model.state_dict(), path)
     model.load_state_dict(tensors)
-    return ClassifierSet(model, description, location).to(device)
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:

@@ -11,6 +11,8 @@ COMMANDS = {
     "cache": "sgeval.cache:cache_command",
     "calc": "sgeval.commands.metrics:calc_command",
     "classifiers": "sgeval.commands.separability:classifiers_group",
+    "detector": "sgeval.commands.detector:detector_group",
+    "fd": "sgeval.commands.detector:fd_command",
     "fid": "sgeval.commands.metrics:fid_command",
     "is": "sgeval.commands.metrics:is_command",
     "kid": "sgeval.commands.metrics:kid_command",

@@ -279,5 +279,31 @@ def _ls_protocols() -> list[Protocol]:
                                "2^(sum of H(Y|X) in bits); float images, random noise, no truncation")]
 
 
-for _protocol in [*_builtin_protocols(), *_ppl_protocols(), *_ls_protocols()]:
+# the feature extractor of a detector trained by `sgeval detector train` (its file is given per run)
+DOMAIN_DETECTOR = "domain"
+
+
+def _domain_protocols() -> list[Protocol]:
+    """Domain FD / KD / precision-recall: the `*_full` settings of FID, KID and P&R on the project's own detector.
+
+    Named fd_/kd_/pr_domain, never fid or kid: the numbers are in that detector's feature units, comparable only
+    between results recording the same detector sha256 (every result does).
+    """
+    from sgeval.metrics.precision_recall import PrecisionRecallSettings
+
+    # name, metric, settings, num_real (None = all), reference
+    table: list[tuple[str, str, Any, int | None, str]] = [
+        ("fd_domain", "fd", FIDSettings(cov_ddof=0), None, "fid50k_full's settings: all reals, no flips, cov / N"),
+        ("kd_domain", "kd", KIDSettings(num_subsets=100, max_subset_size=1000), 1_000_000,
+         "kid50k_full's settings: up to 1M reals, no flips, 100 subsets of 1000"),
+        ("pr_domain", "pr", PrecisionRecallSettings(k=3, distance_dtype="float32"), 200_000,
+         "pr50k3_full's settings: up to 200k reals, no flips, k=3, float32 distances"),
+    ]  # fmt: skip
+    return [Protocol(name=name, metric=metric, settings=settings, num_gen=50_000, num_real=num_real,
+                     real_xflip="off", detector=DOMAIN_DETECTOR, kind="feature", official=False,
+                     reference=f"sgeval extension: {where}, on a domain detector (`sgeval detector train`)")
+            for name, metric, settings, num_real, where in table]
+
+
+for _protocol in [*_builtin_protocols(), *_ppl_protocols(), *_ls_protocols(), *_domain_protocols()]:
     register_protocol(_protocol)

@@ -4,7 +4,7 @@ Every file a feature extractor can load is listed once in `WEIGHTS` with its fil
 normally downloaded from (text only: nothing is fetched unless asked). A file is looked for, in this order:
 
 1. an explicit path (`--detector-weights PATH`; used even when its checksum is not the registry's, with a warning,
-   and its sha256 is recorded);
+   and its sha256 is recorded; a folder stands for the registry file name inside it);
 2. `--weights-dir DIR`;
 3. `$SGEVAL_WEIGHTS_DIR`;
 4. the project cache, `<$SGEVAL_CACHE_DIR or ~/.cache/sgeval>/weights` (where `sgeval weights import` copies to);
@@ -24,6 +24,8 @@ verify the same digest; each agrees with the 8-hex-digit prefix that torch.hub p
 one; third parties pin pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` to the same digest as torch-fidelity's
 file, so it is accepted under that name too). The checksum of NVIDIA's `vgg16.pt` could not be established: it is
 None, so that file is used with an "unverified" warning and its actual sha256 is recorded with every result.
+A file the user trains (`domain-detector`, sgeval.detector) cannot have a registry checksum: the description beside
+it (`described_by`) records its sha256, which its loader checks, so it is used without that warning.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ class WeightsSpec:
     origin: str  # one line: who made the file and from what
     alt_filenames: tuple[str, ...] = ()  # other names of the same bytes in other tools' caches (checksum required)
     packaged: str | None = None  # "<package>/<path>" of a copy shipped inside an installed Python package
+    described_by: str | None = None  # suffix of a description file beside it (same stem) that records its sha256,
+    # checked by the loader (a network trained by the user: no registry checksum can exist, and none is warned about)
+
+    @property
+    def downloadable(self) -> bool:
+        """True when `url` is an address to download from (not a note on how the file is made)."""
+        return self.url.startswith(("https://", "http://"))
 
 
 WEIGHTS: dict[str, WeightsSpec] = {
@@ -136,6 +145,17 @@ WEIGHTS: dict[str, WeightsSpec] = {
             origin="LPIPS v0.1 linear layers for the VGG16 backbone (Zhang et al. 2018), shipped in the lpips package "
             "(BSD-2-Clause); the backbone itself is vgg16-torchvision",
             packaged="lpips/weights/v0.1/vgg.pth",
+        ),
+        WeightsSpec(
+            name="domain-detector",
+            filename="detector.safetensors",
+            sha256=None,
+            url="(not downloadable: made by `sgeval detector train --data LABELLED.zip --outdir DIR`)",
+            extractor="domain",
+            format="state_dict",
+            origin="a feature network trained by `sgeval detector train` on a labelled dataset (sgeval.detector); "
+            "its sha256 is recorded in the detector.json beside it and checked on loading",
+            described_by=".json",
         ),
     )
 }
@@ -323,15 +343,20 @@ def _find_packaged(spec: WeightsSpec) -> ResolvedWeights | None:
 
 def _resolved(path: Path, actual: str, spec: WeightsSpec, origin: str) -> ResolvedWeights:
     verified = spec.sha256 is not None and actual == spec.sha256
-    if not verified:
+    if not verified and spec.described_by is None:  # a described file is checked by its loader instead
         warnings.warn(f"{path}: no registry checksum is known for {spec.filename}; using it unverified "
                       f"(sha256 {actual} is recorded)", UnverifiedWeightsWarning, stacklevel=3)
     return ResolvedWeights(path=path, sha256=actual, spec=spec, verified=verified, origin=origin, format=spec.format)
 
 
 def use_explicit_file(path: str | os.PathLike[str], candidates: Sequence[WeightsSpec]) -> ResolvedWeights:
-    """Use a file given by the user: verified when it matches a candidate's checksum, else used with a warning."""
+    """Use a file given by the user: verified when it matches a candidate's checksum, else used with a warning.
+
+    A folder stands for the first candidate's file name inside it (a trained detector's output folder).
+    """
     file = Path(path).expanduser()
+    if file.is_dir():
+        file = next((file / spec.filename for spec in candidates if (file / spec.filename).is_file()), file)
     if not file.is_file():
         raise WeightsNotFoundError(f"weights file {file} does not exist (given as an explicit path)")
     actual = file_sha256(file)
@@ -339,6 +364,10 @@ def use_explicit_file(path: str | os.PathLike[str], candidates: Sequence[Weights
         if spec.sha256 == actual:
             return ResolvedWeights(path=file, sha256=actual, spec=spec, verified=True, origin="explicit path",
                                    format=spec.format)
+    described = [spec for spec in candidates if spec.described_by is not None]
+    if described:  # its loader checks the sha256 recorded beside it
+        return ResolvedWeights(path=file, sha256=actual, spec=described[0], verified=False, origin="explicit path",
+                               format=described[0].format)
     fmt = detect_format(file)
     same_format = [spec for spec in candidates if spec.format == fmt]
     expected = ", ".join(f"{spec.filename}: {spec.sha256 or 'unknown'}" for spec in candidates) or "none"
@@ -375,7 +404,7 @@ def resolve_weights(
         found = find_weights(spec, weights_dir)
         if found is not None:
             return found
-    if allow_download and not offline_mode():
+    if allow_download and not offline_mode() and specs[0].downloadable:
         file = download_weights(specs[0])
         return _resolved(file, file_sha256(file), specs[0], "download")
     raise WeightsNotFoundError(_not_found_message(specs, weights_dir, allow_download))
@@ -385,8 +414,9 @@ def _not_found_message(specs: Sequence[WeightsSpec], weights_dir: str | os.PathL
                        allow_download: bool) -> str:
     lines = [f"feature-network weights not found for {specs[0].extractor!r}; it needs one of these files:"]
     for spec in specs:
-        lines.append(f"  {spec.filename}  sha256 {spec.sha256 or 'unknown (not verified)'}")
-        lines.append(f"      normally downloaded from {spec.url}")
+        described = f"recorded in the {spec.described_by} file beside it" if spec.described_by else None
+        lines.append(f"  {spec.filename}  sha256 {spec.sha256 or described or 'unknown (not verified)'}")
+        lines.append(f"      normally downloaded from {spec.url}" if spec.downloadable else f"      {spec.url}")
     lines.append("Looked in, in this order:")
     for location in search_locations(weights_dir):
         where = str(location.directory) if location.directory else "(not set)"
@@ -411,6 +441,8 @@ def download_weights(spec: WeightsSpec, timeout_s: float = 60.0) -> Path:
     """
     if offline_mode():
         raise WeightsError(f"not downloading {spec.filename}: SGEVAL_OFFLINE is set")
+    if not spec.downloadable:
+        raise WeightsError(f"{spec.name} ({spec.filename}) cannot be downloaded {spec.url}")
     target = project_weights_dir() / spec.filename
     digest = hashlib.sha256()
     try:
@@ -448,15 +480,22 @@ def import_weights(path: str | os.PathLike[str], name: str | None = None) -> tup
             known = "\n".join(f"  {spec.name:<22} {spec.filename:<44} {spec.sha256 or 'unknown'}"
                               for spec in WEIGHTS.values())
             raise WeightsChecksumError(f"{source} has sha256 {actual}, which matches no registered weights:\n{known}")
-        warnings.warn(f"no checksum is known for {unverifiable[0].filename}; importing {source} unverified "
-                      f"(sha256 {actual})", UnverifiedWeightsWarning, stacklevel=2)
+        if unverifiable[0].described_by is None:  # a described file's loader checks it against its description
+            warnings.warn(f"no checksum is known for {unverifiable[0].filename}; importing {source} unverified "
+                          f"(sha256 {actual})", UnverifiedWeightsWarning, stacklevel=2)
         matches = unverifiable
     spec = matches[0]
     if name is not None and spec.name != name:
         raise WeightsChecksumError(f"{source} is {spec.name} ({spec.filename}), not {name}")
     target = project_weights_dir() / spec.filename
-    with open(source, "rb") as reader, atomic_open(target, "wb") as writer:
-        shutil.copyfileobj(reader, writer, 1 << 20)
+    pairs = [(source, target)]
+    if spec.described_by is not None:  # the description goes along, before the file it describes
+        pairs.insert(0, (source.with_suffix(spec.described_by), target.with_suffix(spec.described_by)))
+        if not pairs[0][0].is_file():
+            raise WeightsNotFoundError(f"{source} is described by {pairs[0][0]}, which is missing")
+    for reader_path, writer_path in pairs:
+        with open(reader_path, "rb") as reader, atomic_open(writer_path, "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
     return spec, target
 
 
@@ -479,8 +518,10 @@ def list_command(weights_dir: Path | None) -> None:
     for spec in WEIGHTS.values():
         found = _first_present(spec, weights_dir)
         click.echo(f"{spec.name:<22} {spec.extractor:<16} {spec.filename}")
-        click.echo(f"    sha256 {spec.sha256 or 'unknown (used unverified)'}")
-        click.echo(f"    {'found: ' + str(found) if found else 'missing'}   (from {spec.url})")
+        described = f"recorded in the {spec.described_by} file beside it" if spec.described_by else None
+        click.echo(f"    sha256 {spec.sha256 or described or 'unknown (used unverified)'}")
+        where = f"from {spec.url}" if spec.downloadable else spec.url.strip("()")
+        click.echo(f"    {'found: ' + str(found) if found else 'missing'}   ({where})")
     click.echo("search order: explicit path, " + ", ".join(
         f"{loc.label} [{loc.directory or 'not set'}]" for loc in search_locations(weights_dir))
         + ", the installed Python package that ships the file (if any)")

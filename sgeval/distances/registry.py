@@ -104,6 +104,14 @@ register_distance(DistanceSpec(
     reference="stylegan2-ada-pytorch metrics/perceptual_path_length.py and projector.py: vgg16.pt in LPIPS mode",
     description="NVIDIA's TorchScript vgg16.pt in LPIPS mode (stylegan2-ada-pytorch PPL and projector)",
 ))
+register_distance(DistanceSpec(
+    name="lpips-domain",
+    files=(DistanceFile("network", ("domain-detector",)),),
+    factory="sgeval.distances.domain:build_domain_lpips",
+    reference="sgeval's own: the LPIPS recipe (unit-normalised activations, squared differences, spatial means) "
+              "over a `sgeval detector train` network, uniform layer weights (no learned lin layers)",
+    description="LPIPS-style distance over a trained domain detector's conv stages (not LPIPS: no human data)",
+))
 
 
 def list_distances() -> list[DistanceSpec]:

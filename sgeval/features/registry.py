@@ -26,7 +26,7 @@ class ExtractorSpec:
     """Metadata of one registered feature extractor."""
 
     name: str  # registry key, e.g. "inception-v3-tf"
-    feature_dim: int  # D of its features
+    feature_dim: int | None  # D of its features; None: set by the weights file (a trained domain detector)
     weights: tuple[str, ...]  # sgeval.weights names it can load, preferred first
     factory: str  # "module:function" taking a ResolvedWeights and returning a FeatureExtractor
     metrics: tuple[str, ...]  # metrics that use it by default
@@ -78,6 +78,14 @@ register_extractor(ExtractorSpec(
     metrics=("pr", "prdc"),
     description="VGG16 fc2 after ReLU (precision/recall); NVIDIA TorchScript or torchvision weights",
 ))
+register_extractor(ExtractorSpec(
+    name="domain",
+    feature_dim=None,
+    weights=("domain-detector",),
+    factory="sgeval.features.domain:build_domain_extractor",
+    metrics=("fd", "kd", "pr"),
+    description="a detector trained by `sgeval detector train` on a labelled dataset (domain FD, never FID)",
+))
 
 
 def list_extractors() -> list[ExtractorSpec]:
@@ -107,7 +115,7 @@ def build_extractor(
     spec = get_extractor_spec(name)
     resolved = resolve_weights(spec.weights, path=weights_path, weights_dir=weights_dir, allow_download=allow_download)
     extractor = spec.load_factory()(resolved)
-    if extractor.feature_dim != spec.feature_dim:
+    if spec.feature_dim is not None and extractor.feature_dim != spec.feature_dim:
         raise ValueError(f"{name}: factory built an extractor with dim {extractor.feature_dim}, "
                          f"registry says {spec.feature_dim}")
     return extractor.to(device)

@@ -204,3 +204,21 @@ def fid(gen: Any, real: Any, settings: FIDSettings, options: ComputeOptions | No
     _warn_if_singular(num_g, mu_g.shape[0], "the generated set")
     _warn_if_singular(num_r, mu_r.shape[0], "the real set")
     return {"fid": frechet_distance(mu_g, sigma_g, mu_r, sigma_r)}
+
+
+@register_metric(
+    "fd",
+    kind="feature",
+    higher_is_better=False,
+    needs="statistics",
+    value_keys=("fd",),
+    primary="fd",
+    settings_type=FIDSettings,
+    description="Fréchet distance on a detector other than Inception (domain FD: the FID formula, never called FID)",
+)
+def fd(gen: Any, real: Any, settings: FIDSettings, options: ComputeOptions | None = None) -> dict[str, float]:
+    """The FID formula under its honest name, for features of a domain detector (sgeval.detector).
+
+    Returns {"fd": value} in squared feature units of that detector: not comparable with FID or across detectors.
+    """
+    return {"fd": fid(gen, real, settings, options)["fid"]}

@@ -134,3 +134,22 @@ def kid(gen: Any, real: Any, settings: KIDSettings, options: ComputeOptions | No
         seed=options.seed,
     )
     return {"kid": result.mean, "kid_std": result.std}
+
+
+@register_metric(
+    "kd",
+    kind="feature",
+    higher_is_better=False,
+    needs="features",
+    value_keys=("kd", "kd_std"),
+    primary="kd",
+    settings_type=KIDSettings,
+    description="Kernel distance on a detector other than Inception (domain KD: the KID formula, never called KID)",
+)
+def kd(gen: Any, real: Any, settings: KIDSettings, options: ComputeOptions | None = None) -> dict[str, float]:
+    """The KID formula under its honest name, for features of a domain detector (sgeval.detector).
+
+    Returns {"kd": mean, "kd_std": std} over subsets, unscaled; not comparable with KID or across detectors.
+    """
+    values = kid(gen, real, settings, options)
+    return {"kd": values["kid"], "kd_std": values["kid_std"]}

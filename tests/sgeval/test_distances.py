@@ -334,8 +334,8 @@ def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_registry_is_open_and_checked(scratch_registry: None) -> None:
-    assert [spec.name for spec in list_distances()] == ["lpips-vgg", "lpips-vgg16-nvidia"]
-    with pytest.raises(ValueError, match="valid: lpips-vgg, lpips-vgg16-nvidia"):
+    assert [spec.name for spec in list_distances()] == ["lpips-domain", "lpips-vgg", "lpips-vgg16-nvidia"]
+    with pytest.raises(ValueError, match="valid: lpips-domain, lpips-vgg, lpips-vgg16-nvidia"):
         get_distance_spec("ssim")
     with pytest.raises(ValueError, match="unknown weights"):
         distance_registry.register_distance(DistanceSpec("bad", (DistanceFile("net", ("no-such-file",)),),
@@ -358,7 +358,7 @@ def test_cli_lists_distances_and_their_weights() -> None:
     assert result.exit_code == 0, result.output
     assert "lpips-vgg16-nvidia" in result.output and "vgg16-torchvision, lpips-vgg-lin-v0.1" in result.output
     listed = json.loads(CliRunner().invoke(list_command, ["--json"]).output)
-    assert {entry["name"] for entry in listed["distances"]} == {"lpips-vgg", "lpips-vgg16-nvidia"}
+    assert {entry["name"] for entry in listed["distances"]} == {"lpips-domain", "lpips-vgg", "lpips-vgg16-nvidia"}
     weights = CliRunner().invoke(W.weights_command, ["list"])
     assert weights.exit_code == 0 and f"found: {LIN_FILE}" in weights.output
 

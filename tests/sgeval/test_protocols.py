@@ -72,7 +72,7 @@ def test_protocols_are_frozen() -> None:
 def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown protocol 'fid10k'.*fid50k_full.*pr50k3"):
         get_protocol("fid10k")
-    with pytest.raises(ValueError, match=r"unknown metric 'ppl3'.*fid, is, kid.*ppl, pr, prdc"):
+    with pytest.raises(ValueError, match=r"unknown metric 'ppl3'.*fid, is, kd, kid.*ppl, pr, prdc"):
         get_metric("ppl3")
 
 
