@@ -261,6 +261,18 @@ def _split(count: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.sort(order[num_held:]), np.sort(order[:num_held])
 
 
+def split_items(count: int, max_items: int | None, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) item indices: the seeded split of all items, or of a seeded subset of `max_items` (quicker
+    training on a large dataset; the classifiers and the domain detector both use it)."""
+    if max_items is not None and max_items < 2:
+        raise ValueError(f"max_items must be >= 2 (a training and a held-out image), got {max_items}")
+    subset = np.arange(count)
+    if max_items is not None and max_items < count:
+        subset = np.sort(np.random.default_rng([seed, 2]).permutation(count)[:max_items])
+    train, held = _split(subset.size, held_out, seed)
+    return subset[train], subset[held]
+
+
 class _Images:
     """uint8 images of a source by index, decoded once when the dataset is small enough, else per batch."""
 
@@ -288,7 +300,7 @@ def input_geometry(image_shape: Sequence[int], resolution: int | None) -> tuple[
 
 
 def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = TrainOptions(), *,
-                      names: Sequence[str] | None = None, device: str = "cpu",
+                      names: Sequence[str] | None = None, device: str = "cpu", max_items: int | None = None,
                       progress: bool = True) -> dict[str, Any]:
     """Train one logit per attribute on a labelled dataset (folder or zip); save them to `outdir`.
 
@@ -308,7 +320,7 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
     architecture = _checked_architecture({"resolution": resolution, "channels": channels,
                                           "num_attributes": len(attributes), "channel_base": options.channel_base,
                                           "channel_max": options.channel_max}, "options")
-    train, held = _split(source.num_items, options.held_out, options.seed)
+    train, held = split_items(int(source.num_items), max_items, options.held_out, options.seed)
     torch_device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)

@@ -57,13 +57,13 @@ from sgeval.classifiers import (
     _fit,
     _Images,
     _logits,
-    _split,
     _width,
     attribute_loss,
     attribute_targets,
     input_geometry,
     load_checked_tensors,
     save_described_tensors,
+    split_items,
 )
 from sgeval.samplers.ppl import box_downsample
 from sgeval.weights import WeightsError
@@ -162,15 +162,6 @@ def _deterministic() -> Iterator[None]:
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
 
 
-def _items(count: int, max_items: int | None, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) item indices: the seeded split of all items, or of a seeded subset of `max_items`."""
-    subset = np.arange(count)
-    if max_items is not None and max_items < count:
-        subset = np.sort(np.random.default_rng([seed, 2]).permutation(count)[:max_items])
-    train, held = _split(subset.size, held_out, seed)
-    return subset[train], subset[held]
-
-
 def _class_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of logits [B, K] against class indices [B] (int64), mean over B."""
     return torch.nn.functional.cross_entropy(logits, targets)
@@ -213,8 +204,6 @@ def train_detector(
     """
     from sgeval.sources.images import open_image_source
 
-    if max_items is not None and max_items < 2:
-        raise ValueError(f"max_items must be >= 2 (a training and a held-out image), got {max_items}")
     source = open_image_source(data)
     labels = source.labels  # int64 [N] classes, float [N, A] attributes, or None (refused by attribute_targets)
     vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled
@@ -223,7 +212,7 @@ def train_detector(
     architecture = _checked_architecture({"resolution": resolution, "channels": channels,
                                           "num_attributes": len(names), "channel_base": options.channel_base,
                                           "channel_max": options.channel_max}, "options")
-    train, held = _items(int(source.num_items), max_items, options.held_out, options.seed)
+    train, held = split_items(int(source.num_items), max_items, options.held_out, options.seed)
     classes = labels.astype(np.int64) if kind == "classes" and labels is not None else None  # [N]
     fit_targets = torch.from_numpy(classes) if classes is not None else torch.from_numpy(targets).float()
     torch_device = torch.device(device)

@@ -117,10 +117,10 @@ SCALES: dict[str, Scale] = {scale.name: scale for scale in [
     Scale("cpu", 16, "cpu16", 60.0, 3, None, 5000, 10_000, (1, 2, 3, 4), "domain", 10.0,
           "Fashion-MNIST 16x16 on 2 CPU cores (no progressive growing; about 2.3 s/kimg), 60 kimg per run, 3 seeds, "
           "measured with the project's own domain detector", _FLAT, ("--max-items", "20000", "--epochs", "3"),
-          ("--epochs", "3")),
+          ("--max-items", "20000", "--epochs", "3")),
     Scale("quick", 16, "cpu16", 2.0, 1, None, 300, 600, (1, 2, 4), "domain", 1.0,
           "smoke run: 16x16, 2 kimg, one seed; the numbers say nothing, the pipeline is exercised", _FLAT,
-          ("--max-items", "3000", "--epochs", "1"), ("--epochs", "1")),
+          ("--max-items", "3000", "--epochs", "1"), ("--max-items", "3000", "--epochs", "1")),
     Scale("paper", 1024, "f", 25_000.0, 1, None, 50_000, 200_000, (1, 2, 3, 4), "official", 100.0,
           "the paper's setting (FFHQ 1024x1024, 8 GPUs, official Inception, vgg16.pt and CelebA-HQ classifiers)"),
 ]}

@@ -103,11 +103,13 @@ def classifiers_group() -> None:
 @click.option("--channel-max", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Held-out split, initialisation and batch order.")
+@click.option("--max-items", type=click.IntRange(min=2), default=None,
+              help="Train and hold out within a seeded random subset of N images (quicker) [all].")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def train_command(data: Path, outdir: Path, names: str | None, device: str, no_progress: bool, as_json: bool,
-                  **options: Any) -> None:
+                  max_items: int | None, **options: Any) -> None:
     """Train one binary classifier per attribute (a shared discriminator-like trunk, one logit each) on DATA.
 
     \b
@@ -119,7 +121,8 @@ def train_command(data: Path, outdir: Path, names: str | None, device: str, no_p
 
     try:
         description = train_classifiers(data, outdir, TrainOptions(**options), device=device, progress=not no_progress,
-                                        names=None if names is None else [n.strip() for n in names.split(",")])
+                                        names=None if names is None else [n.strip() for n in names.split(",")],
+                                        max_items=max_items)
     except (ValueError, TypeError, OSError) as error:
         raise click.ClickException(str(error)) from None
     _show(description, as_json, f"wrote {outdir}")

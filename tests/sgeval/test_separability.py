@@ -424,3 +424,16 @@ def test_cli_train_info_and_ls(tmp_path: Path, snapshot: Path, trained: tuple[Pa
     assert missing.exit_code == 1 and "sgeval classifiers train" in missing.output
     bad = CliRunner().invoke(main, ["classifiers", "info", str(tmp_path)])
     assert bad.exit_code == 1 and "no classifiers.json" in bad.output
+
+
+def test_max_items_trains_on_a_seeded_subset() -> None:
+    from sgeval.classifiers import split_items
+
+    train, held = split_items(100, 20, 0.25, seed=3)
+    assert train.size + held.size == 20 and not set(train) & set(held)
+    again = split_items(100, 20, 0.25, seed=3)
+    assert np.array_equal(train, again[0]) and np.array_equal(held, again[1])
+    everything = split_items(10, None, 0.2, seed=3)
+    assert sorted([*everything[0], *everything[1]]) == list(range(10))
+    with pytest.raises(ValueError, match="max_items must be >= 2"):
+        split_items(10, 1, 0.2, seed=0)
