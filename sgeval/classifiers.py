@@ -43,9 +43,10 @@ import torch
 from sgeval.atomic import atomic_write_bytes, atomic_write_text
 from sgeval.samplers.ppl import box_downsample  # the official box filter (mean over f x f blocks)
 
-__all__ = ["AttributeClassifier", "ClassifierError", "ClassifierSet", "TrainOptions", "accuracy_rows",
-           "attribute_loss", "attribute_targets", "input_geometry", "load_checked_tensors", "load_classifiers",
-           "read_description", "save_classifiers", "save_described_tensors", "train_classifiers"]
+__all__ = ["AttributeClassifier", "ClassifierError", "ClassifierSet", "DecodedImages", "TrainOptions", "accuracy_rows",
+           "attribute_loss", "attribute_targets", "channels_at_resolution", "checked_architecture", "class_names_of",
+           "fit_logits", "input_geometry", "load_checked_tensors", "load_classifiers", "predict_logits",
+           "read_description", "save_classifiers", "save_described_tensors", "split_items", "train_classifiers"]
 
 PathLike = str | os.PathLike[str]
 FORMAT = "sgeval-classifiers/v1"
@@ -64,7 +65,7 @@ class ClassifierError(ValueError):
 # Architecture
 
 
-def _width(resolution: int, channel_base: int, channel_max: int) -> int:
+def channels_at_resolution(resolution: int, channel_base: int, channel_max: int) -> int:
     return max(1, min(channel_base // resolution, channel_max))
 
 
@@ -82,7 +83,7 @@ class AttributeClassifier(torch.nn.Module):
         super().__init__()
         self.kwargs = {"resolution": resolution, "channels": channels, "num_attributes": num_attributes,
                        "channel_base": channel_base, "channel_max": channel_max}
-        width = lambda r: _width(r, channel_base, channel_max)  # noqa: E731
+        width = lambda r: channels_at_resolution(r, channel_base, channel_max)  # noqa: E731
         layers: list[torch.nn.Module] = [torch.nn.Conv2d(channels, width(resolution), 1), torch.nn.LeakyReLU(0.2)]
         r = resolution
         while r > 4:
@@ -123,7 +124,7 @@ _ARCH_LIMITS = {"resolution": (4, 1024), "channels": (1, 3), "num_attributes": (
                 "channel_base": (1, 1 << 20), "channel_max": (1, 4096)}
 
 
-def _checked_architecture(kwargs: Any, where: str) -> dict[str, int]:
+def checked_architecture(kwargs: Any, where: str) -> dict[str, int]:
     """Architecture kwargs from an untrusted description, bounded before anything is allocated."""
     if not isinstance(kwargs, dict) or set(kwargs) != set(_ARCH_LIMITS):
         raise ClassifierError(f"{where}: 'architecture' must hold exactly {sorted(_ARCH_LIMITS)}")
@@ -222,7 +223,7 @@ def attribute_targets(labels: np.ndarray | None, num_classes: int, class_names: 
     return targets, chosen, kind
 
 
-def _class_names(source: Any) -> list[str] | None:
+def class_names_of(source: Any) -> list[str] | None:
     names = getattr(source, "class_names", None)  # the image sources do not expose them publicly yet
     if names is None:
         table = getattr(getattr(source, "_reader", None), "labels", None)
@@ -273,7 +274,7 @@ def split_items(count: int, max_items: int | None, held_out: float, seed: int) -
     return subset[train], subset[held]
 
 
-class _Images:
+class DecodedImages:
     """uint8 images of a source by index, decoded once when the dataset is small enough, else per batch."""
 
     def __init__(self, source: Any) -> None:
@@ -315,9 +316,9 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
     source = open_image_source(data)
     vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled
     targets, attributes, kind = attribute_targets(source.labels, 0 if vectors is None else vectors.shape[1],
-                                                  _class_names(source), names)
+                                                  class_names_of(source), names)
     channels, native, resolution = input_geometry(source.image_shape, options.resolution)
-    architecture = _checked_architecture({"resolution": resolution, "channels": channels,
+    architecture = checked_architecture({"resolution": resolution, "channels": channels,
                                           "num_attributes": len(attributes), "channel_base": options.channel_base,
                                           "channel_max": options.channel_max}, "options")
     train, held = split_items(int(source.num_items), max_items, options.held_out, options.seed)
@@ -325,8 +326,8 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
         model = AttributeClassifier(**architecture).to(torch_device)
-    images = _Images(source)
-    _fit(model, images, torch.from_numpy(targets).float(), train, native // resolution, options, torch_device,
+    images = DecodedImages(source)
+    fit_logits(model, images, torch.from_numpy(targets).float(), train, native // resolution, options, torch_device,
          progress)
     accuracy = _accuracy(model, images, targets, held, native // resolution, options.batch_size, torch_device)
     description = {
@@ -348,7 +349,7 @@ def attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits [B, A], targets of the batch) -> scalar
 
 
-def _fit(model: AttributeClassifier, images: _Images, targets: torch.Tensor, train: np.ndarray, factor: int,
+def fit_logits(model: AttributeClassifier, images: DecodedImages, targets: torch.Tensor, train: np.ndarray, factor: int,
          options: TrainOptions, device: torch.device, progress: bool, loss_fn: LossFn = attribute_loss,
          desc: str = "classifiers") -> None:
     """Adam on `loss_fn` (default: the summed binary cross-entropy of all attributes); batch order from the seed.
@@ -374,7 +375,7 @@ def _fit(model: AttributeClassifier, images: _Images, targets: torch.Tensor, tra
 
 
 @torch.no_grad()
-def _logits(model: AttributeClassifier, images: _Images, items: np.ndarray, factor: int, batch_size: int,
+def predict_logits(model: AttributeClassifier, images: DecodedImages, items: np.ndarray, factor: int, batch_size: int,
             device: torch.device) -> np.ndarray:
     """Logits float32 [len(items), A] of the given items (model in eval mode)."""
     out = [model(images.float(items[start : start + batch_size], factor, device)).cpu().numpy()
@@ -382,10 +383,10 @@ def _logits(model: AttributeClassifier, images: _Images, items: np.ndarray, fact
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def _accuracy(model: AttributeClassifier, images: _Images, targets: np.ndarray, held: np.ndarray, factor: int,
+def _accuracy(model: AttributeClassifier, images: DecodedImages, targets: np.ndarray, held: np.ndarray, factor: int,
               batch_size: int, device: torch.device) -> list[float]:
     """Fraction of held-out images whose decision (logit >= 0) matches the label, per attribute."""
-    decisions = _logits(model, images, held, factor, batch_size, device) >= 0  # [M, A]
+    decisions = predict_logits(model, images, held, factor, batch_size, device) >= 0  # [M, A]
     return (decisions == targets[held]).mean(axis=0).tolist()
 
 
@@ -447,7 +448,7 @@ def read_description(folder: PathLike) -> dict[str, Any]:
         raise ClassifierError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise ClassifierError(f"{path}: not an sgeval classifier description (format {FORMAT!r} expected)")
-    architecture = _checked_architecture(description.get("architecture"), str(path))
+    architecture = checked_architecture(description.get("architecture"), str(path))
     attributes = description.get("attributes")
     if (not isinstance(attributes, list) or not all(isinstance(name, str) for name in attributes)
             or len(attributes) != architecture["num_attributes"]):

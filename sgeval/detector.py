@@ -51,17 +51,17 @@ import torch
 from sgeval.classifiers import (
     AttributeClassifier,
     ClassifierError,
+    DecodedImages,
     TrainOptions,
-    _checked_architecture,
-    _class_names,
-    _fit,
-    _Images,
-    _logits,
-    _width,
     attribute_loss,
     attribute_targets,
+    channels_at_resolution,
+    checked_architecture,
+    class_names_of,
+    fit_logits,
     input_geometry,
     load_checked_tensors,
+    predict_logits,
     save_described_tensors,
     split_items,
 )
@@ -144,7 +144,7 @@ class DomainDetector(torch.nn.Module):
 
 def feature_dim(architecture: dict[str, int]) -> int:
     """D of a detector architecture: the width of its dense layer, min(channel_base / 4, channel_max)."""
-    return _width(4, architecture["channel_base"], architecture["channel_max"])
+    return channels_at_resolution(4, architecture["channel_base"], architecture["channel_max"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -207,23 +207,23 @@ def train_detector(
     source = open_image_source(data)
     labels = source.labels  # int64 [N] classes, float [N, A] attributes, or None (refused by attribute_targets)
     vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled
-    targets, names, kind = attribute_targets(labels, 0 if vectors is None else vectors.shape[1], _class_names(source))
+    targets, names, kind = attribute_targets(labels, 0 if vectors is None else vectors.shape[1], class_names_of(source))
     channels, native, resolution = input_geometry(source.image_shape, options.resolution)
-    architecture = _checked_architecture({"resolution": resolution, "channels": channels,
+    architecture = checked_architecture({"resolution": resolution, "channels": channels,
                                           "num_attributes": len(names), "channel_base": options.channel_base,
                                           "channel_max": options.channel_max}, "options")
     train, held = split_items(int(source.num_items), max_items, options.held_out, options.seed)
     classes = labels.astype(np.int64) if kind == "classes" and labels is not None else None  # [N]
     fit_targets = torch.from_numpy(classes) if classes is not None else torch.from_numpy(targets).float()
     torch_device = torch.device(device)
-    images = _Images(source)
+    images = DecodedImages(source)
     with _deterministic():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
             model = AttributeClassifier(**architecture).to(torch_device)
-        _fit(model, images, fit_targets, train, native // resolution, options, torch_device, progress,
+        fit_logits(model, images, fit_targets, train, native // resolution, options, torch_device, progress,
              loss_fn=_class_loss if classes is not None else attribute_loss, desc="detector")
-        logits = _logits(model, images, held, native // resolution, options.batch_size, torch_device)
+        logits = predict_logits(model, images, held, native // resolution, options.batch_size, torch_device)
     accuracy = _held_out_accuracy(logits, None if classes is None else classes[held], targets[held], names)
     description = {
         "format": FORMAT, "architecture": architecture, "names": names, "label_kind": kind,
@@ -276,7 +276,7 @@ def read_detector_description(path: PathLike) -> dict[str, Any]:
     _require(isinstance(description, dict) and description.get("format") == FORMAT, described,
              f"format {FORMAT!r} expected")
     try:
-        architecture = _checked_architecture(description.get("architecture"), str(described))
+        architecture = checked_architecture(description.get("architecture"), str(described))
     except ClassifierError as error:
         raise DetectorError(str(error)) from None
     names = description.get("names")
