@@ -72,6 +72,18 @@ class FakeExtractor(FeatureExtractor):
         return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3)), centre], dim=1) * self.scale  # [N, 9]
 
 
+class CountingExtractor(FakeExtractor):
+    """FakeExtractor that counts the images it sees (tests of feature re-use)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images_seen = 0
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        self.images_seen += images.shape[0]
+        return super().extract(images)
+
+
 class TinyGenerator(torch.nn.Module):
     """A generator with the official interface: z [N, 4] -> tanh images [N, 3, 8, 8], random noise optional."""
 
@@ -137,3 +149,13 @@ def inception_weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
     torch.save(he_random_state(InceptionV3TF()), path)
     return path
+
+
+@pytest.fixture
+def extractor(monkeypatch: pytest.MonkeyPatch) -> CountingExtractor:
+    """Every detector of the runner becomes one counting FakeExtractor (D = 9): no Inception or VGG runs."""
+    from sgeval import runner
+
+    fake = CountingExtractor()
+    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
+    return fake

@@ -10,17 +10,8 @@ from pathlib import Path
 import pytest
 
 import sgeval
-import sgeval.runner as runner
 
-from .conftest import random_images, write_folder
-from .test_reuse_and_names import CountingExtractor
-
-
-@pytest.fixture
-def extractor(monkeypatch: pytest.MonkeyPatch) -> CountingExtractor:
-    fake = CountingExtractor()
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
-    return fake
+from .conftest import CountingExtractor, random_images, write_folder
 
 
 @pytest.fixture

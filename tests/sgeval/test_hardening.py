@@ -47,11 +47,6 @@ def _stale_temp(folder: Path, target: str, pid: int = DEAD_PID, age_s: float = 3
     return path
 
 
-@pytest.fixture
-def fake_detector(monkeypatch: pytest.MonkeyPatch) -> FakeExtractor:
-    fake = FakeExtractor()
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
-    return fake
 
 
 @pytest.fixture
@@ -71,7 +66,7 @@ def snapshot(tmp_path: Path) -> Path:
 
 
 def test_unwritable_cache_warns_naming_the_folder_and_keeps_the_result(tmp_path: Path,
-                                                                      fake_detector: FakeExtractor) -> None:
+                                                                      extractor: FakeExtractor) -> None:
     gen = write_folder(tmp_path / "gen", random_images(6, 8, seed=1))
     real = write_folder(tmp_path / "real", random_images(6, 8, seed=2))
     blocked = _blocked_folder(tmp_path)
@@ -98,7 +93,7 @@ def test_store_on_a_read_only_file_system_returns_none(tmp_path: Path, monkeypat
 
 
 def test_unwritable_run_dir_warns_and_still_returns_every_result(tmp_path: Path,
-                                                                fake_detector: FakeExtractor) -> None:
+                                                                extractor: FakeExtractor) -> None:
     gen = write_folder(tmp_path / "gen", random_images(6, 8, seed=1))
     real = write_folder(tmp_path / "real", random_images(6, 8, seed=2))
     blocked = _blocked_folder(tmp_path)
@@ -109,7 +104,7 @@ def test_unwritable_run_dir_warns_and_still_returns_every_result(tmp_path: Path,
 
 
 def test_cli_prints_the_metric_when_neither_cache_nor_run_dir_can_be_written(
-        tmp_path: Path, fake_detector: FakeExtractor, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, extractor: FakeExtractor, monkeypatch: pytest.MonkeyPatch) -> None:
     gen = write_folder(tmp_path / "gen", random_images(6, 8, seed=1))
     real = write_folder(tmp_path / "real", random_images(6, 8, seed=2))
     blocked = _blocked_folder(tmp_path)
@@ -139,7 +134,7 @@ def test_stale_temp_files_are_told_apart_from_live_writers(tmp_path: Path) -> No
 
 
 def test_cache_list_shows_stale_temp_files_and_the_next_evaluation_removes_them(
-        tmp_path: Path, fake_detector: FakeExtractor) -> None:
+        tmp_path: Path, extractor: FakeExtractor) -> None:
     root = tmp_path / "cache"
     leftover = _stale_temp(root, "f" * 64 + ".npz")
     listing = _invoke("cache", "list", "--cache-dir", root)
@@ -151,7 +146,7 @@ def test_cache_list_shows_stale_temp_files_and_the_next_evaluation_removes_them(
     assert "stale temporary files" not in _invoke("cache", "list", "--cache-dir", root).output
 
 
-def test_writing_results_sweeps_the_run_dir(tmp_path: Path, fake_detector: FakeExtractor) -> None:
+def test_writing_results_sweeps_the_run_dir(tmp_path: Path, extractor: FakeExtractor) -> None:
     gen = write_folder(tmp_path / "gen", random_images(6, 8, seed=1))
     real = write_folder(tmp_path / "real", random_images(6, 8, seed=2))
     run = tmp_path / "run"
@@ -163,7 +158,7 @@ def test_writing_results_sweeps_the_run_dir(tmp_path: Path, fake_detector: FakeE
 # ----------------------------------------------------------------------------------------------- bad networks
 
 
-def test_nan_weights_stop_before_any_extraction_naming_the_snapshot(snapshot: Path, fake_detector: FakeExtractor,
+def test_nan_weights_stop_before_any_extraction_naming_the_snapshot(snapshot: Path, extractor: FakeExtractor,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from sgmodels.snapshot import load_snapshot, save_snapshot
 

@@ -14,14 +14,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import sgeval.runner as runner
 from sgeval.cli import main
 from sgeval.report import load_results
 from sgeval.runner import evaluate, evaluate_many, resolve_protocol
 from sgeval.sources.generator import GeneratorSource, float_to_uint8, latents_for_items
 from sgeval.sources.mixing import mixing_draws
 
-from .conftest import FakeExtractor, random_images, write_folder
+from .conftest import CountingExtractor, FakeExtractor, random_images, write_folder
 
 NUM_GEN = 12
 
@@ -41,21 +40,7 @@ def G() -> Any:
     return _style_generator()
 
 
-class CountingExtractor(FakeExtractor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.images_seen = 0
 
-    def extract(self, images: torch.Tensor) -> torch.Tensor:
-        self.images_seen += images.shape[0]
-        return super().extract(images)
-
-
-@pytest.fixture
-def extractor(monkeypatch: pytest.MonkeyPatch) -> CountingExtractor:
-    fake = CountingExtractor()
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
-    return fake
 
 
 @pytest.fixture

@@ -17,26 +17,7 @@ from sgeval.cli import main
 from sgeval.metrics.kid import SmallKIDSubsetWarning
 from sgeval.runner import evaluate, evaluate_many
 
-from .conftest import FakeExtractor, random_images, write_folder, write_zip
-
-
-class CountingExtractor(FakeExtractor):
-    """FakeExtractor that counts the images it sees."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images_seen = 0
-
-    def extract(self, images: torch.Tensor) -> torch.Tensor:
-        self.images_seen += images.shape[0]
-        return super().extract(images)
-
-
-@pytest.fixture
-def extractor(monkeypatch: pytest.MonkeyPatch) -> CountingExtractor:
-    fake = CountingExtractor()
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
-    return fake
+from .conftest import CountingExtractor, FakeExtractor, random_images, write_folder, write_zip
 
 
 @pytest.fixture

@@ -12,33 +12,12 @@ import pytest
 import scipy.linalg
 import torch
 
-import sgeval.runner as runner
 from sgeval.cache import FeatureCache
 from sgeval.results import read_results
 from sgeval.runner import DataNotGivenError, evaluate, evaluate_many, parse_count, resolve_protocol
 from sgeval.training_hook import metric_hook
 
-from .conftest import FakeExtractor, TinyGenerator, random_images, write_folder, write_zip
-
-
-class CountingExtractor(FakeExtractor):
-    """FakeExtractor that counts the images it sees."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images_seen = 0
-
-    def extract(self, images: torch.Tensor) -> torch.Tensor:
-        self.images_seen += images.shape[0]
-        return super().extract(images)
-
-
-@pytest.fixture
-def extractor(monkeypatch: pytest.MonkeyPatch) -> CountingExtractor:
-    """Every detector of the runner becomes one counting FakeExtractor (D = 9)."""
-    fake = CountingExtractor()
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
-    return fake
+from .conftest import CountingExtractor, FakeExtractor, TinyGenerator, random_images, write_folder, write_zip
 
 
 @pytest.fixture
