@@ -76,11 +76,9 @@ class ImageDistance(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         """Device of the network's first parameter or buffer (CPU if it has none)."""
-        for tensor in self.parameters():
-            return tensor.device
-        for buffer in self.buffers():
-            return buffer.device
-        return torch.device("cpu")
+        from sgeval.features.base import module_device
+
+        return module_device(self)
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the values (enters cache keys), JSON-able.

@@ -22,7 +22,8 @@ from sgeval.weights import ResolvedWeights, WeightsError
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)  # load_state_dict_file returns the module type it was given
 
-__all__ = ["FeatureExtractor", "TorchScriptExtractor", "check_image_batch", "load_state_dict_file", "load_torchscript"]
+__all__ = ["FeatureExtractor", "TorchScriptExtractor", "check_image_batch", "load_state_dict_file", "load_torchscript",
+           "module_device"]
 
 
 def check_image_batch(images: Any, channels: int = 3, what: str = "images") -> None:
@@ -72,11 +73,7 @@ class FeatureExtractor(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         """Device of the network's first parameter or buffer (CPU if it has none)."""
-        for tensor in self.parameters():
-            return tensor.device
-        for buffer in self.buffers():
-            return buffer.device
-        return torch.device("cpu")
+        return module_device(self)
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the features (enters cache keys): name, dim, weights sha256, resize, backend."""
@@ -109,6 +106,15 @@ class FeatureExtractor(torch.nn.Module):
             raise ValueError(f"{self.name}: the network returned shape {tuple(features.shape)}, expected "
                              f"[{images.shape[0]}, {self.feature_dim}]; wrong weights file for this extractor?")
         return features.float()
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Device of a module's first parameter or buffer (CPU if it has none)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for buffer in module.buffers():
+        return buffer.device
+    return torch.device("cpu")
 
 
 def load_state_dict_file(
