@@ -23,10 +23,15 @@ Loading (`load_classifiers`) treats the folder as untrusted: the JSON is type- a
 must have the recorded sha256, and every tensor name and shape is compared with the architecture before building.
 Applied to generator images of a higher resolution, images are box-downsampled by the integer factor, as the
 official code box-downsamples to 256x256 (a non-integer factor or a smaller generator image is refused).
+
+A folder without `classifiers.json` that holds NVIDIA's `celebahq-classifier-XX-<name>.pkl` files is loaded as the
+official classifiers instead (`sgeval.official_classifiers`: one imported TF discriminator per attribute, through
+sgmodels' restricted TF-pickle reader); both sets share `BaseClassifierSet`, the interface the sampler calls.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import json
@@ -43,10 +48,11 @@ import torch
 from sgeval.atomic import atomic_write_bytes, atomic_write_text
 from sgeval.samplers.ppl import box_downsample  # the official box filter (mean over f x f blocks)
 
-__all__ = ["AttributeClassifier", "ClassifierError", "ClassifierSet", "DecodedImages", "TrainOptions", "accuracy_rows",
-           "attribute_loss", "attribute_targets", "channels_at_resolution", "checked_architecture", "class_names_of",
-           "fit_logits", "input_geometry", "load_checked_tensors", "load_classifiers", "predict_logits",
-           "read_description", "save_classifiers", "save_described_tensors", "split_items", "train_classifiers"]
+__all__ = ["AttributeClassifier", "BaseClassifierSet", "ClassifierError", "ClassifierSet", "DecodedImages",
+           "TrainOptions", "accuracy_rows", "attribute_loss", "attribute_targets", "channels_at_resolution",
+           "checked_architecture", "class_names_of", "fit_logits", "input_geometry", "load_checked_tensors",
+           "load_classifiers", "predict_logits", "read_description", "save_classifiers", "save_described_tensors",
+           "split_items", "train_classifiers"]
 
 PathLike = str | os.PathLike[str]
 FORMAT = "sgeval-classifiers/v1"
@@ -142,7 +148,51 @@ def checked_architecture(kwargs: Any, where: str) -> dict[str, int]:
 # The classifier set (what the separability sampler calls)
 
 
-class ClassifierSet:
+class BaseClassifierSet(abc.ABC):
+    """What the separability sampler calls: `__call__(images) -> logits [N, A]`, `identity()` for cache keys,
+    `to(device)`; shared here: the input geometry (`resolution`, `channels`) and the check and box downsampling of
+    generator images to it (the official code box-downsamples to the classifiers' 256x256)."""
+
+    resolution: int  # input size R of the classifiers
+    channels: int  # image channels
+    location: Path | None  # the folder they were loaded from
+    attributes: list[str]  # one name per logit
+    description: dict[str, Any]  # JSON-able: "format", "architecture", "attributes", "weights_sha256", ...
+
+    @abc.abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """JSON-able identity (weights sha256, attributes, input shape): part of the sampler's cache key."""
+
+    @abc.abstractmethod
+    def to(self, device: torch.device | str) -> BaseClassifierSet:
+        """Move the networks to `device` (in place); returns self."""
+
+    @abc.abstractmethod
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits float32 [N, A] (>= 0: attribute present) of images float [N, C, H, H] in [-1, 1]."""
+
+    def input_factor(self, resolution: int, channels: int) -> int:
+        """Box-downsampling factor for images [N, channels, resolution, resolution]; ClassifierError when they do not
+        fit (other channel count, smaller, or a non-integer multiple of the classifier's resolution)."""
+        where = f"classifiers {self.location or ''}".rstrip()
+        if channels != self.channels:
+            raise ClassifierError(f"{where} take {self.channels}-channel images, the generator makes "
+                                  f"{channels}-channel ones; {TRAIN_HINT} on data like the generator's")
+        if resolution < self.resolution or resolution % self.resolution:
+            raise ClassifierError(f"{where} take {self.resolution}x{self.resolution} images; {resolution}x{resolution} "
+                                  f"images are not an integer multiple of that (box downsampling only shrinks by an "
+                                  f"integer factor); {TRAIN_HINT} at a resolution that divides {resolution}")
+        return resolution // self.resolution
+
+    def prepared(self, images: torch.Tensor) -> torch.Tensor:
+        """Images float [N, C, H, H] in [-1, 1] -> float32 [N, C, R, R], box-downsampled (still in [-1, 1])."""
+        if images.ndim != 4 or images.shape[2] != images.shape[3] or not images.is_floating_point():
+            raise ValueError(f"classifiers take float images [N, C, H, H], got {images.dtype} {tuple(images.shape)}")
+        factor = self.input_factor(int(images.shape[2]), int(images.shape[1]))
+        return box_downsample(images.float(), factor)  # [N, C, R, R]
+
+
+class ClassifierSet(BaseClassifierSet):
     """Loaded classifiers: `__call__(images) -> logits`, `identity()` for cache keys, attribute names."""
 
     def __init__(self, model: AttributeClassifier, description: dict[str, Any], location: Path | None) -> None:
@@ -164,27 +214,10 @@ class ClassifierSet:
         self.model.to(device)
         return self
 
-    def input_factor(self, resolution: int, channels: int) -> int:
-        """Box-downsampling factor for images [N, channels, resolution, resolution]; ClassifierError when they do not
-        fit (other channel count, smaller, or a non-integer multiple of the classifier's resolution)."""
-        where = f"classifiers {self.location or ''}".rstrip()
-        if channels != self.channels:
-            raise ClassifierError(f"{where} take {self.channels}-channel images, the generator makes "
-                                  f"{channels}-channel ones; {TRAIN_HINT} on data like the generator's")
-        if resolution < self.resolution or resolution % self.resolution:
-            raise ClassifierError(f"{where} take {self.resolution}x{self.resolution} images; {resolution}x{resolution} "
-                                  f"images are not an integer multiple of that (box downsampling only shrinks by an "
-                                  f"integer factor); {TRAIN_HINT} at a resolution that divides {resolution}")
-        return resolution // self.resolution
-
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Logits float32 [N, A] (>= 0: attribute present) of images float [N, C, H, W] in [-1, 1] (H = W)."""
-        if images.ndim != 4 or images.shape[2] != images.shape[3] or not images.is_floating_point():
-            raise ValueError(f"classifiers take float images [N, C, H, H], got {images.dtype} {tuple(images.shape)}")
-        factor = self.input_factor(int(images.shape[2]), int(images.shape[1]))
-        x = box_downsample(images.float(), factor)  # [N, C, R, R]
-        return self.model(x).float()  # [N, A]
+        return self.model(self.prepared(images)).float()  # [N, A]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -424,24 +457,20 @@ def save_described_tensors(model: torch.nn.Module, description: dict[str, Any], 
 # Loading
 
 
-def _missing(folder: Path, what: str) -> ClassifierError:
-    if folder.is_dir() and any(folder.glob(OFFICIAL_PATTERN)):
-        return ClassifierError(
-            f"{folder} holds NVIDIA's CelebA-HQ classifier pickles ({OFFICIAL_PATTERN}); reading them needs the safe "
-            f"TensorFlow-pickle loader of the checkpoint-interop work, which sgeval does not have yet (it never "
-            f"unpickles). Until then, {TRAIN_HINT}")
-    return ClassifierError(f"{what}; {TRAIN_HINT}")
+def _missing(what: str) -> ClassifierError:
+    return ClassifierError(f"{what}; {TRAIN_HINT}, or put NVIDIA's CelebA-HQ classifier pickles "
+                           f"({OFFICIAL_PATTERN}) in the folder")
 
 
 def read_description(folder: PathLike) -> dict[str, Any]:
     """The checked `classifiers.json` of a classifier folder (no tensors read); ClassifierError naming what is wrong."""
     location = Path(folder).expanduser()
     if not location.is_dir():
-        raise _missing(location, f"classifier folder {location} does not exist" if not location.exists()
+        raise _missing(f"classifier folder {location} does not exist" if not location.exists()
                        else f"{location} is not a folder (give the folder holding {DESCRIPTION_FILE})")
     path = location / DESCRIPTION_FILE
     if not path.is_file():
-        raise _missing(location, f"no classifiers in {location} (no {DESCRIPTION_FILE})")
+        raise _missing(f"no classifiers in {location} (no {DESCRIPTION_FILE}, no {OFFICIAL_PATTERN})")
     try:
         description = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -458,22 +487,36 @@ def read_description(folder: PathLike) -> dict[str, Any]:
     return description
 
 
-def load_classifiers(folder: PathLike, device: str | torch.device = "cpu") -> ClassifierSet:
-    """Load a classifier folder written by `train_classifiers` (or `sgeval classifiers train`).
+def load_classifiers(folder: PathLike, device: str | torch.device = "cpu") -> BaseClassifierSet:
+    """Load a classifier folder written by `train_classifiers` (or `sgeval classifiers train`), or a folder of
+    NVIDIA's CelebA-HQ classifier pickles (`celebahq-classifier-XX-<name>.pkl`, any subset, no `classifiers.json`;
+    see `sgeval.official_classifiers`).
 
+    Returns:
+        a `ClassifierSet` or an `OfficialClassifierSet`: `__call__(images float [N, C, H, H] in [-1, 1]) -> logits
+        float32 [N, A]`, `identity()`, `attributes`, `description`, `to(device)`.
     Raises:
-        ClassifierError (a ValueError): missing folder or files (naming `sgeval classifiers train`; official
-            CelebA-HQ pickles are named as such), an invalid description, a tensor file whose sha256 differs
-            from the recorded one, or tensors that do not fit the described architecture.
+        ClassifierError (a ValueError): missing folder or files (naming `sgeval classifiers train`), an invalid
+            description, a tensor file whose sha256 differs from the recorded one, tensors that do not fit the
+            described architecture; for official pickles: a refused global (naming it), an unsupported build
+            function or argument (naming it), or classifiers that disagree on their input size.
     """
-    description = read_description(folder)
     location = Path(folder).expanduser()
+    if _holds_official_pickles(location):
+        from sgeval.official_classifiers import load_official_classifiers
+
+        return load_official_classifiers(location, device=device)
+    description = read_description(folder)
     path = location / WEIGHTS_FILE
     if not path.is_file():
-        raise _missing(location, f"{path} is missing (its description {DESCRIPTION_FILE} is there)")
+        raise _missing(f"{path} is missing (its description {DESCRIPTION_FILE} is there)")
     model = AttributeClassifier(**description["architecture"])
     load_checked_tensors(model, path, description["weights_sha256"], DESCRIPTION_FILE, "train the classifiers again")
     return ClassifierSet(model, description, location).to(device)
+
+
+def _holds_official_pickles(location: Path) -> bool:
+    return location.is_dir() and not (location / DESCRIPTION_FILE).exists() and any(location.glob(OFFICIAL_PATTERN))
 
 
 def load_checked_tensors(model: torch.nn.Module, path: Path, sha256: str, described_in: str, retrain: str) -> None:

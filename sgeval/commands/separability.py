@@ -22,8 +22,9 @@ __all__ = ["classifiers_group", "ls_command"]
 @click.command("ls")
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--classifiers", "classifiers", required=True, type=click.Path(path_type=Path), metavar="DIR",
-              help="Attribute classifiers written by `sgeval classifiers train` (input resolution must divide the "
-                   "generator's).")
+              help="Attribute classifiers: a folder written by `sgeval classifiers train`, or one holding NVIDIA's "
+                   "celebahq-classifier-XX-<name>.pkl files (any subset, read without executing them); their input "
+                   "resolution must divide the generator's.")
 @click.option("--num-samples", callback=_count, default=None, metavar="N",
               help="Generated images instead of the official 200k; recorded as a quick variant (ls@genN).")
 @evaluation_options_except("num_gen", "num_real", "mix_latents", "weights_dir", "detector_weights", "allow_download")
@@ -39,6 +40,7 @@ def ls_command(source: str, classifiers: Path, num_samples: int | None, data: Pa
       sgeval classifiers train --data celeba-attributes.zip --outdir classifiers/
       sgeval ls runs/00000-.../network-snapshot-000500.safetensors --classifiers classifiers/ --device cuda
       sgeval ls G.safetensors --classifiers classifiers/ --num-samples 20k --json
+      sgeval ls ffhq.pkl --classifiers celebahq-classifiers/ --device cuda   # NVIDIA's 40 classifier pickles
     """
     as_json = options.pop("as_json")
     networks = _networks(source, options.pop("all_snapshots"))

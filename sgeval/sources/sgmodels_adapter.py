@@ -5,6 +5,8 @@ What sgeval takes from sgmodels, all through here:
   NVIDIA / rosinality checkpoint (read by `sgmodels.importers` through a restricted unpickler, never executed)
   becomes a `GeneratorSource` of its evaluated network (G_ema when present, else G, or the chosen network key);
   sgmodels generators use the official attribute names, so nothing else is adapted;
+- single pickled TF discriminators (`load_tf_classifier`): NVIDIA's CelebA-HQ attribute classifiers of linear
+  separability, imported by the same restricted TF-pickle reader as the networks;
 - the generator itself (`load_generator`), for metrics that optimise through it (the LPIPS projector), and the
   PNG writer and image grid of `sgmodels.images` for their picture outputs;
 - style mixing (`sgmodels.mixing`): mixing-FID feeds the layers of one image with the ws of several latents through
@@ -47,6 +49,7 @@ __all__ = [
     "is_style_generator",
     "load_generator",
     "load_sgmodels_source",
+    "load_tf_classifier",
     "mixed_ws",
     "open_dataset_reader",
     "read_image",
@@ -165,6 +168,30 @@ def load_generator(path: str | os.PathLike[str], device: str = "cpu",
 
     generator, _ = load_network_file(path, key=network_key, device=device)
     return generator
+
+
+def load_tf_classifier(path: str | os.PathLike[str],
+                       device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """One pickled TF discriminator-type network (an official attribute classifier), read without executing it.
+
+    Returns:
+        (network in eval mode on `device`, facts): the network maps images float [N, C, R, R] in [-1, 1] to logits
+        [N, 1] when called as `network(images, None)`; facts = {"resolution": R, "channels": C, "c_dim",
+        "source" (the TF build function and state version), "minibatch_dependent" (True when a minibatch-stddev
+        layer makes an image's logit depend on the other images of its group)}.
+    Raises:
+        ValueError (UnsafePickleError, CheckpointFormatError, SnapshotError, NonFiniteError): a refused global, not
+            one supported discriminator (the message names the build function found), or weights that do not fit.
+    """
+    from sgmodels.importers import load_tf_discriminator
+    from sgmodels.layers import MinibatchStdLayer
+
+    network, info = load_tf_discriminator(path, device=device)
+    kwargs = info.networks["D"]["init_kwargs"]
+    facts = {"resolution": int(kwargs["img_resolution"]), "channels": int(kwargs["img_channels"]),
+             "c_dim": int(kwargs.get("c_dim", 0)), "source": info.networks["D"]["source_class"],
+             "minibatch_dependent": any(isinstance(layer, MinibatchStdLayer) for layer in network.modules())}
+    return network, facts
 
 
 def write_png(path: str | os.PathLike[str], image: torch.Tensor) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "detect_checkpoint_format",
     "load_network_file",
     "load_network_files",
+    "load_tf_discriminator",
     "read_checkpoint_info",
     "register_importer",
     "registered_formats",
@@ -145,6 +146,35 @@ def load_network_files(
     for name, module in modules.items():
         check_finite_weights(module, f"{path} ({name})")
     return {name: module.to(device).eval() for name, module in modules.items()}, info
+
+
+def load_tf_discriminator(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+) -> tuple[torch.nn.Module, CheckpointInfo]:
+    """Load a file holding one pickled TF discriminator-type network (e.g. an official CelebA-HQ attribute
+    classifier of the linear separability metric), in eval mode, with finite weights.
+
+    Returns:
+        (network, info); the network is an sgmodels discriminator, `D(img, c) -> logits [N, max(c_dim, 1)]` of
+        images float [N, img_channels, img_resolution, img_resolution]; info holds it under key "D".
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError (UnsafePickleError, CheckpointFormatError, SnapshotError, NonFiniteError): a global outside the
+            TF allow-list, not one discriminator of a supported build function, arguments or tensors that do not
+            fit, or NaN / infinite weights.
+    """
+    from sgmodels.finite import check_finite_weights
+    from sgmodels.importers.tf_pickle import FORMAT_NAME, import_tf_discriminator
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such network file: {path}")
+    network = import_tf_discriminator(path)
+    module = build_imported_network(network, f"{path}: network 'D'")
+    check_finite_weights(module, str(path))
+    info = _info_of(path, ImportedCheckpoint(format=FORMAT_NAME, networks={"D": network}))
+    return module.to(device).eval(), info
 
 
 def build_imported_network(network: ImportedNetwork, where: str) -> torch.nn.Module:

@@ -22,6 +22,9 @@ Supported (G and Gs always; D where sgmodels has the same discriminator):
 | `D_basic` (v1, incl. the conditional label switch) | stylegan.Discriminator |
 | `D_stylegan2`, `D_stylegan` (progressive), ADA-TF `D_main`; unconditional only | stylegan2.Discriminator |
 
+A file holding one discriminator-type network, such as the official metrics' CelebA-HQ attribute classifiers
+(`celebahq-classifier-XX-<name>.pkl`, one logit each), is read by `import_tf_discriminator`.
+
 Conventions carried over so the imported network computes what the TF one computes:
 
 * StyleGAN v1 mapping biases are divided by sqrt(2) (gain placement, see `tf_names`); labels use the TF
@@ -54,7 +57,8 @@ from sgmodels.importers.registry import (
 from sgmodels.importers.unpickle import NUMPY_GLOBALS, SAFE_CONTAINER_GLOBALS, restricted_load
 from sgmodels.snapshot import SnapshotError, _check_state_dict, build_network_on_meta
 
-__all__ = ["FORMAT_NAME", "TF_NETWORK_GLOBAL", "TFNetwork", "TFNetworkStub", "import_tf_pickle", "read_tf_pickle"]
+__all__ = ["DISCRIMINATOR_BUILD_FUNCTIONS", "FORMAT_NAME", "TF_NETWORK_GLOBAL", "TFNetwork", "TFNetworkStub",
+           "import_tf_discriminator", "import_tf_pickle", "read_tf_pickle"]
 
 FORMAT_NAME = "tf-pickle"
 TF_NETWORK_GLOBAL = ("dnnlib.tflib.network", "Network")
@@ -408,6 +412,7 @@ _FAMILIES: dict[str, tuple[_Describe, _LayoutOf]] = {
     "D_stylegan": (_v2_discriminator_description, tf_names.v2_discriminator_layout),
     "D_main": (_v2_discriminator_description, tf_names.v2_discriminator_layout),
 }
+DISCRIMINATOR_BUILD_FUNCTIONS = tuple(name for name in _FAMILIES if name.startswith("D"))
 # TF variables with no sgmodels counterpart: the synthesis network's stored `lod` (G's own `lod` is the one TF uses,
 # see tf_names) and G's `lod` when the sgmodels synthesis network is not progressive.
 _UNUSED_VARIABLES = ("lod", "synthesis/lod")
@@ -496,6 +501,32 @@ def import_tf_pickle(path: str | Path) -> ImportedCheckpoint:
                               metadata={"tf_network_versions": versions,
                                         "tf_build_functions": {_NETWORK_KEYS[k]: n.build_func_name
                                                                for k, n in tf_networks.items()}})
+
+
+def import_tf_discriminator(path: str | Path) -> ImportedNetwork:
+    """Map a file holding one pickled discriminator-type TF `Network` (not a (G, D, Gs) tuple) onto sgmodels.
+
+    The official metrics pickle their helper networks one per file; the CelebA-HQ attribute classifiers of linear
+    separability are discriminators (`D_basic`, one logit per image). Only the state's build function name,
+    static_kwargs and variables are read, as for release pickles.
+
+    Raises:
+        UnsafePickleError: the pickle names a global other than numpy arrays and the dnnlib Network.
+        CheckpointFormatError: a release tuple, a network that is not a supported discriminator (naming its build
+            function and the supported ones), unknown arguments, or variables that do not fit them.
+    """
+    path = Path(path)
+    networks = read_tf_pickle(path)
+    if len(networks) != 1:
+        raise CheckpointFormatError(f"{path}: holds a (G, D, Gs) tuple of TF networks; one pickled discriminator-type "
+                                    "network was expected")
+    net = next(iter(networks.values()))
+    where = f"{path} ({net.name}, {net.build_func_name})"
+    if net.build_func_name not in DISCRIMINATOR_BUILD_FUNCTIONS:
+        supported = ", ".join(DISCRIMINATOR_BUILD_FUNCTIONS)
+        raise CheckpointFormatError(f"{where}: a TF network built by {net.build_func_name!r}, which sgmodels cannot "
+                                    f"import as a discriminator (supported: {supported})")
+    return map_tf_network(net, where)
 
 
 def detect_tf_pickle(path: Path, head: bytes) -> bool:

@@ -25,7 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from sgmodels.generator import Generator
-from sgmodels.importers import CheckpointFormatError, UnsafePickleError, load_network_file, load_network_files, tf_names
+from sgmodels.importers import (
+    CheckpointFormatError,
+    UnsafePickleError,
+    load_network_file,
+    load_network_files,
+    load_tf_discriminator,
+    tf_names,
+)
 from sgmodels.importers.registry import detect_checkpoint_format
 from sgmodels.importers.tf_pickle import import_tf_pickle
 from sgmodels.layers import Conv2dLayer
@@ -545,3 +552,19 @@ def test_the_lod_of_g_drives_the_imported_synthesis_network(tmp_path: Path) -> N
     imported, _ = load_network_file(write_tf_pickle(tmp_path / "growing.pkl", tmp_path, (state,)))
     assert float(imported.synthesis.lod) == 1.5
     assert_same_images(imported, G)
+
+
+def test_a_single_pickled_discriminator_loads_on_its_own(tmp_path: Path) -> None:
+    """Metric pickles (e.g. the CelebA-HQ attribute classifiers) hold one discriminator-type network each."""
+    D = randomize(DiscriminatorV1(img_resolution=16, channel_base=128, channel_max=32), 7)
+    d_kwargs = {"num_channels": 3, "resolution": 16, "label_size": 0, "fmap_base": 64, "fmap_max": 32}
+    path = write_tf_pickle(tmp_path / "classifier.pkl", tmp_path, (discriminator_state(D, d_kwargs, "D_basic", 3),))
+    imported, info = load_tf_discriminator(path)
+    assert info.networks["D"]["class"] == "stylegan.Discriminator" and "D_basic" in info.networks["D"]["source_class"]
+    real = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(imported(real), D(real), atol=1e-5, rtol=0)
+    G = v1_generator()
+    path = write_tf_pickle(tmp_path / "g.pkl", tmp_path, (generator_state(G, v1_kwargs(G), 3, "G_synthesis"),))
+    with pytest.raises(CheckpointFormatError, match="'G_style'.*supported: D_basic"):
+        load_tf_discriminator(path)
