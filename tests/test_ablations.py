@@ -80,3 +80,17 @@ def test_paper_values_cover_tables_2_and_3() -> None:
     assert table2[("E-mix0", "fd_4")] == 17.41 and table2[("F-mix90", "fd_1")] == 4.40
     assert table3[("B-traditional", "ls")] == 10.78 and table3[("E-mix0", "ppl_full")] == 200.5
     assert len(table2) == 16 and len(table3) == 15
+
+
+def test_finished_records_lists_only_runs_that_reached_the_budget(tmp_path: Path) -> None:
+    from benchmarks.ablations.run import finished_records
+
+    scale = dataclasses.replace(SCALES["quick"], kimg=1.0, seeds=2)
+    done = tmp_path / "runs" / "E-mix0-seed1" / "00000-x"
+    done.mkdir(parents=True)
+    (done / "network-snapshot-000001.000.safetensors").write_bytes(b"")  # names are enough to find it
+    early = tmp_path / "runs" / "E-mix0-seed0" / "00000-x"
+    early.mkdir(parents=True)
+    (early / "network-snapshot-000000.500.safetensors").write_bytes(b"")
+    records = finished_records(["mixing"], scale, tmp_path)
+    assert [(record.row.key, record.seed) for record in records] == [("E-mix0", 1)]

@@ -45,6 +45,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--classifiers", type=Path, default=None,
                         help="paper scale: attribute classifier folder for separability")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the reports of the runs finished so far; train and evaluate nothing")
     parser.add_argument("--no-figures", action="store_true", help="skip sample, mixing and variation figures")
     parser.add_argument("--progress", action="store_true", help="progress bars of the evaluations")
     return parser.parse_args(argv)
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         print(_plan(suites, scale, args.data))
         return
     from benchmarks.ablations.report import write_suite_report
-    from benchmarks.ablations.run import run_suites
+    from benchmarks.ablations.run import finished_records, run_suites
     from benchmarks.ablations.stick import prepare_stick
 
     started = time.perf_counter()
@@ -118,13 +120,18 @@ def main(argv: list[str] | None = None) -> None:
     stick = prepare_stick(scale, data, args.out, official_weights={k: Path(v) for k, v in weights.items()},
                           official_classifiers=args.classifiers)
     print(_plan(suites, scale, data), file=sys.stderr)
-    records = run_suites(suites, scale, data, args.out, stick, progress=args.progress)
+    if args.report_only:
+        records = finished_records(suites, scale, args.out)
+    else:
+        records = run_suites(suites, scale, data, args.out, stick, progress=args.progress)
     if not args.no_figures:
         _figures(records, args.out)
     minutes = (time.perf_counter() - started) / 60
     command = "python -m benchmarks.ablations " + shlex.join(argv if argv is not None else sys.argv[1:])
+    expected = len(suite_rows(suites)) * scale.seeds
     header = (f"Command: `{command.strip()}`; this invocation took {minutes:.1f} min (runs trained and evaluated "
-              "by earlier invocations of a resumed suite are not counted).")
+              f"by earlier invocations of a resumed suite are not counted). Finished runs: {len(records)} of "
+              f"{expected}" + ("" if len(records) == expected else " (a partial report: the suite is not done)") + ".")
     for name in suites:
         folder = write_suite_report(name, records, stick, scale, args.out, header)
         print(f"{name}: {folder / 'report.md'}", file=sys.stderr)

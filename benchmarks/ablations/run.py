@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.ablations.config import SUITES, Row, Scale, suite_rows
 from benchmarks.ablations.stick import MeasuringStick
 
-__all__ = ["RunRecord", "evaluate_run", "final_snapshot", "run_suites", "train_run"]
+__all__ = ["RunRecord", "evaluate_run", "final_snapshot", "finished_records", "run_suites", "train_run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +104,18 @@ def evaluate_run(row: Row, snapshot: Path, protocols: Sequence[str], stick: Meas
     started = time.perf_counter()
     evaluate_many(missing, snapshot, data, progress=progress, **stick.evaluate_kwargs(row))
     return time.perf_counter() - started
+
+
+def finished_records(suites: Sequence[str], scale: Scale, out: Path) -> list[RunRecord]:
+    """The runs of the suites that have reached the scale's kimg, without training or evaluating anything (for a
+    report of a suite that is still running, or was interrupted: missing runs are simply absent)."""
+    records = []
+    for row in suite_rows(list(suites)):
+        for seed in range(scale.seeds):
+            snapshot = final_snapshot(out / "runs" / f"{row.key}-seed{seed}", scale.kimg)
+            if snapshot is not None:
+                records.append(RunRecord(row, seed, snapshot.parent, snapshot, 0.0, 0.0))
+    return records
 
 
 def run_suites(suites: Sequence[str], scale: Scale, data: Path, out: Path, stick: MeasuringStick,
