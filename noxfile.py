@@ -63,20 +63,19 @@ def ablations(session: nox.Session) -> None:
     _py(session, "-m", "benchmarks.ablations", *session.posargs)
 
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEMO_ARCH = "stylegan2"
 
 
 def demo_arguments(posargs: Sequence[str]) -> tuple[str, list[str]]:
-    """Split the demo's arguments into (architecture, arguments for `sgmodels train`).
+    """Split the demo's arguments into (architecture, the other arguments of `python -m benchmarks.demo`).
 
     The architecture is `--arch NAME` (or `--arch=NAME`) anywhere, or a first argument that is not an option
-    (`-- stylegan --kimg 60`); default DEMO_ARCH. Everything else goes to `sgmodels train`, so `-- --kimg 8` trains
+    (`-- stylegan --kimg 60`); default DEMO_ARCH. Everything else goes to the demo as it is, so `-- --kimg 8` runs
     the default architecture for 8 kimg. ValueError for an `--arch` without a name.
     """
     args = list(posargs)
     arch = args.pop(0) if args and not args[0].startswith("-") else DEMO_ARCH
-    train_args: list[str] = []
+    demo_args: list[str] = []
     while args:
         arg = args.pop(0)
         if arg == "--arch":
@@ -86,33 +85,23 @@ def demo_arguments(posargs: Sequence[str]) -> tuple[str, list[str]]:
         elif arg.startswith("--arch="):
             arch = arg.removeprefix("--arch=")
         else:
-            train_args.append(arg)
-    return arch, train_args
+            demo_args.append(arg)
+    return arch, demo_args
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Offline demo: Fashion-MNIST at 32x32 -> StyleGAN2 cpu32 on the CPU -> sample grids in out/demo/.
+    """The main job, offline: data -> StyleGAN2 cpu32 on the CPU -> measuring stick -> metrics -> report.
 
-    Needs Debian's `dataset-fashion-mnist` package. `nox -s demo -- stylegan` (or `-- --arch stylegan`) trains the v1
-    variant (progressive growing from 8x8) instead; all other arguments go to `sgmodels train`, e.g.
-    `nox -s demo -- --kimg 8` (see `demo_arguments`). Ends with a class-coverage check of the final snapshot
-    (benchmarks/class_coverage.py).
+    Runs `python -m benchmarks.demo` (benchmarks/demo): Fashion-MNIST at 32x32 (Debian's `dataset-fashion-mnist`,
+    installed with apt-get when possible, else scikit-learn's bundled digits, said loudly), 40 kimg of StyleGAN2
+    cpu32, the project's domain detector and separability classifiers, domain FD / KD / precision-recall, PPL in W
+    and Z and separability of every snapshot, and out/demo/report/ (report.md and a self-contained report.html).
+    Resumable: run it again after an interruption. `nox -s demo -- stylegan` (or `-- --arch stylegan`) trains
+    StyleGAN v1; `-- --long` is the 120-kimg quality run; other arguments go to the demo (`-- --kimg 8`, `-- --help`).
     """
-    if not FASHION_MNIST.is_dir():
-        session.error(f"{FASHION_MNIST} is missing: install it with `apt-get install dataset-fashion-mnist`")
     try:
-        arch, train_args = demo_arguments(session.posargs)
+        arch, demo_args = demo_arguments(session.posargs)
     except ValueError as exc:
         session.error(str(exc))
-    sgmodels = str(VENV_BIN / "sgmodels")
-    data = ROOT / "out" / "demo" / "fmnist32.zip"
-    if not data.exists():
-        session.run(sgmodels, "dataset", "create", str(FASHION_MNIST), str(data), "--resolution", "32", external=True)
-    session.run(sgmodels, "train", "--arch", arch, "--config", "cpu32", "--data", str(data),
-                "--outdir", str(ROOT / "out" / "demo" / "runs"), "--kimg", "120", "--tick-kimg", "4", "--snap", "2",
-                "--seed", "0", *train_args, external=True)
-    runs = sorted((ROOT / "out" / "demo" / "runs").glob(f"*-{data.stem}-{arch}-cpu32*"))
-    snapshots = sorted(runs[-1].glob("network-snapshot-*.safetensors")) if runs else []
-    if snapshots:  # do the samples cover the ten classes? (seconds; FID needs the Inception weights)
-        _py(session, "-m", "benchmarks.class_coverage", str(data), str(snapshots[-1]))
+    _py(session, "-m", "benchmarks.demo", "--arch", arch, *demo_args)

@@ -23,7 +23,7 @@ def _save(path: Path, image: torch.Tensor) -> Path:
     from sgmodels.fileio import atomic_temp_path
     from sgmodels.images import save_png
 
-    factor = max(1, MIN_FIGURE_SIZE // image.shape[-1])
+    factor = max(1, -(-MIN_FIGURE_SIZE // image.shape[-1]))  # rounded up: a wide strip of 9 images is enlarged too
     image = image.repeat_interleave(factor, dim=-1).repeat_interleave(factor, dim=-2)  # [C, fH, fW]
     with atomic_temp_path(path) as temp:
         save_png(temp, image)

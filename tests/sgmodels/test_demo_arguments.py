@@ -1,4 +1,4 @@
-"""`nox -s demo -- ...`: which argument is the architecture and which go to `sgmodels train` (noxfile.py)."""
+"""`nox -s demo -- ...`: which argument is the architecture and which go to `python -m benchmarks.demo` (noxfile.py)."""
 
 from __future__ import annotations
 
