@@ -53,9 +53,14 @@ class ImageSource(Protocol):
         ...
 
 
-@runtime_checkable
 class LatentGenerator(Protocol):
-    """Enough for FID, KID, precision/recall and Z-space PPL: official attribute names and call signature."""
+    """Enough for FID, KID, precision/recall and Z-space PPL: official attribute names and call signature.
+
+    For type annotations only, like `StyleGenerator`: not runtime-checkable on purpose. From Python 3.12
+    `isinstance` against a Protocol looks attributes up statically and cannot see the submodules an nn.Module keeps
+    in `_modules` (`mapping`, `synthesis`), so it would call a real generator a non-generator. At run time use
+    `sgeval.sources.sgmodels_adapter.is_style_generator`.
+    """
 
     z_dim: int  # latent size
     c_dim: int  # label size, 0 = unconditional
@@ -67,7 +72,6 @@ class LatentGenerator(Protocol):
         ...
 
 
-@runtime_checkable
 class StyleGenerator(LatentGenerator, Protocol):
     """Adds the mapping / synthesis split needed by W-space PPL, linear separability and projection."""
 
