@@ -397,6 +397,7 @@ class _RunOptions:
     cache: FeatureCache | None
     progress: bool
     classifiers: PathLike | None = None  # attribute classifier folder for linear separability
+    precision: str = "fp32"  # feature-network arithmetic (sgeval.features.inference); reduced modes are opt-in
 
 
 def open_cache(cache: bool | FeatureCache | PathLike | None) -> FeatureCache | None:
@@ -462,6 +463,7 @@ def evaluate_many(
     data_xflip: bool | None = None,  # mirror reals for protocols that follow the dataset; None: snapshot's setting
     progress: bool = True,  # progress bars on stderr
     network_key: str | None = None,  # generator of a network file: "G_ema" or "G"; None = G_ema, else G
+    precision: str = "fp32",  # feature networks' arithmetic: "fp32" (exact), opt-in "bf16" / "fp16" (GPU)
 ) -> list[MetricResult]:
     """Evaluate several feature protocols on one network against one reference, sharing features per detector.
 
@@ -478,7 +480,7 @@ def evaluate_many(
         raise ValueError("no protocols to evaluate")
     resolved = [resolve_protocol(name, num_gen, num_real, mix_latents) for name in protocols]
     options = _RunOptions(seed=int(seed), device=str(device), batch_size=int(batch_size), cache=open_cache(cache),
-                          progress=progress, classifiers=classifiers)
+                          progress=progress, classifiers=classifiers, precision=precision)
     snapshot = _snapshot_path(network_or_source)
     metadata = {} if snapshot is None else _snapshot_metadata(snapshot)
     reals = _open_reals(data, snapshot, metadata, resolved)
@@ -540,7 +542,7 @@ def _build_extractor(detector: str, options: _RunOptions, weights_dir: PathLike 
     from sgeval.features.registry import build_extractor
 
     return build_extractor(detector, weights_path=weights_path, weights_dir=weights_dir,
-                           allow_download=allow_download, device=options.device)
+                           allow_download=allow_download, device=options.device, precision=options.precision)
 
 
 def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, reals: _RealSides, data_xflip: bool,
@@ -615,6 +617,14 @@ def _honest_protocol(protocol: Protocol, num_gen: int | None) -> Protocol:
     return protocol.with_counts(num_gen=num_gen, num_real=protocol.num_real)
 
 
+def _with_precision(protocol: Protocol, precision: str) -> Protocol:
+    """`protocol`, or for reduced-precision features an unofficial variant named `<name>+<precision>`, so that its
+    numbers get their own results file and report column (`fid50k_full+bf16`)."""
+    if precision == "fp32":
+        return protocol
+    return dataclasses.replace(protocol, name=f"{protocol.name}+{precision}", base=protocol.base_name, official=False)
+
+
 def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, extractor: Any, network: _Network,
                 real_source: Any, extractions: tuple[_Extracted, _Extracted | None],
                 options: _RunOptions) -> MetricResult:
@@ -626,7 +636,7 @@ def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, ex
     gen_extract, real_extract = extractions
     real_seconds = 0.0 if real_extract is None else real_extract.seconds
     kimg = network.metadata.get("kimg")
-    honest = _honest_protocol(protocol, gen.num_items)
+    honest = _with_precision(_honest_protocol(protocol, gen.num_items), extractor.precision)
     asked = {} if honest is protocol else {"requested_protocol": protocol.name}
     return MetricResult.from_protocol(
         honest,

@@ -93,6 +93,10 @@ _OPTIONS = [  # shared by every evaluation command; commands may leave some out 
     click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda or cuda:1."),
     click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True,
                  help="Images per feature-extractor call (does not change the result)."),
+    click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+                 help="Feature-network arithmetic. fp32 is exact (the reference numbers); bf16 (CPUs with "
+                      "AVX512-BF16/AMX, GPUs) and fp16 (GPUs) are faster approximations, named in the results "
+                      "(fid50k_full+bf16); `nox -s bench` prints their FID deviation."),
     click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table."),
     click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Extra folder searched first for detector weights files."),
@@ -202,6 +206,7 @@ def _run_one(protocols: list[str], source: str, data: Path | None, **options: An
         "run_dir": options.pop("run_dir"),
         "progress": not options.pop("no_progress"),
         "network_key": options.pop("network_key", None),
+        "precision": options.pop("precision", "fp32"),
     }
     if options:
         raise TypeError(f"internal: unhandled options {sorted(options)}")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from sgeval.features.inference import EXACT, autocast, check_precision
 from sgeval.features.resize import TORCHSCRIPT_INTERNAL
 from sgeval.weights import ResolvedWeights, WeightsError
 
@@ -45,8 +46,12 @@ def check_image_batch(images: Any, channels: int = 3, what: str = "images") -> N
 class FeatureExtractor(torch.nn.Module):
     """Base class: `extractor(images uint8 [N, C, H, W]) -> float32 [N, feature_dim]` (no gradients needed).
 
-    Subclasses implement `extract` (input already validated and on the extractor's device).
+    Subclasses implement `extract` (input already validated and on the extractor's device). `precision` is the
+    arithmetic mode (sgeval.features.inference): "fp32" (exact, the default) or an opt-in reduced precision set with
+    `set_precision`, which then enters the identity.
     """
+
+    supports_reduced_precision = True  # False where the network cannot run under autocast (TorchScript archives)
 
     def __init__(
         self,
@@ -64,6 +69,17 @@ class FeatureExtractor(torch.nn.Module):
         self.resize_policy = resize_policy
         self.backend = backend
         self.input_channels = int(input_channels)
+        self.precision = EXACT
+
+    def set_precision(self, precision: str) -> FeatureExtractor:
+        """Choose the arithmetic mode ("fp32", "bf16", "fp16"); ValueError if this network or device cannot. Returns
+        self."""
+        check_precision(precision, self.device)
+        if precision != EXACT and not self.supports_reduced_precision:
+            raise ValueError(f"{self.name} ({self.backend}) runs in fp32 only; reduced precision needs the sgeval "
+                             "port of the network (a state dict weights file)")
+        self.precision = precision
+        return self
 
     @property
     def weights_sha256(self) -> str | None:
@@ -77,8 +93,11 @@ class FeatureExtractor(torch.nn.Module):
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the features (enters cache keys): name, dim, weights sha256, resize, backend."""
-        return {"name": self.name, "feature_dim": self.feature_dim, "weights_sha256": self.weights_sha256,
-                "resize_policy": self.resize_policy, "backend": self.backend}
+        identity = {"name": self.name, "feature_dim": self.feature_dim, "weights_sha256": self.weights_sha256,
+                    "resize_policy": self.resize_policy, "backend": self.backend}
+        if self.precision != EXACT:  # absent in exact mode, so exact-mode cache keys stay what they were
+            identity["precision"] = self.precision
+        return identity
 
     def provenance(self) -> dict[str, Any]:
         """`identity()` plus the weights file record, for result lines."""
@@ -101,7 +120,9 @@ class FeatureExtractor(torch.nn.Module):
             float32 tensor [N, feature_dim] on the extractor's device.
         """
         check_image_batch(images, self.input_channels)
-        features = self.extract(images.to(self.device))  # [N, D]
+        device = self.device
+        with autocast(self.precision, device):
+            features = self.extract(images.to(device))  # [N, D]
         if features.ndim != 2 or features.shape != (images.shape[0], self.feature_dim):
             raise ValueError(f"{self.name}: the network returned shape {tuple(features.shape)}, expected "
                              f"[{images.shape[0]}, {self.feature_dim}]; wrong weights file for this extractor?")
@@ -207,8 +228,11 @@ class TorchScriptExtractor(FeatureExtractor):
     """An official NVIDIA TorchScript detector, called as the official metric code calls it.
 
     The archive takes uint8 [N, 3, H, W] of any size, resizes internally, and returns features when called as
-    `module(images, return_features=True)` (stylegan2-ada-pytorch `metrics/metric_utils.py`).
+    `module(images, return_features=True)` (stylegan2-ada-pytorch `metrics/metric_utils.py`). Its graph is run as
+    shipped, in fp32 (reduced precision and the inference rewrites need the sgeval port).
     """
+
+    supports_reduced_precision = False
 
     def __init__(
         self,

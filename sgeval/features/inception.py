@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgeval.features.base import FeatureExtractor, TorchScriptExtractor, load_state_dict_file
+from sgeval.features.inference import fold_batchnorm
 from sgeval.features.resize import TF1_BILINEAR, tf1_bilinear_resize
 from sgeval.weights import ResolvedWeights
 
@@ -60,6 +61,21 @@ class ConvBN(nn.Module):
         # In place: the BatchNorm output is a temporary, and a fresh ReLU output would cost one more large
         # allocation and memory pass per layer (measured ~6-8% of the network's CPU time at 299x299).
         return F.relu(self.bn(self.conv(x)), inplace=True)
+
+    def folded(self) -> FoldedConvReLU:
+        """This layer for inference, with the BatchNorm folded into the convolution (see sgeval.features.inference)."""
+        return FoldedConvReLU(fold_batchnorm(self.conv, self.bn))
+
+
+class FoldedConvReLU(nn.Module):
+    """Inference form of `ConvBN`: convolution with the folded BatchNorm as its bias, then ReLU."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(x), inplace=True)
 
 
 # A branch of an Inception block: an optional pooling of the block input, a chain of ConvBN layers
@@ -210,6 +226,18 @@ class InceptionV3TF(nn.Module):
             x = block(x)  # ends at [N, 2048, 8, 8]
         return torch.flatten(F.adaptive_avg_pool2d(x, output_size=1), 1)  # [N, 2048]
 
+    def fold_batchnorms(self) -> InceptionV3TF:
+        """Fold every BatchNorm into its convolution and use channels-last memory (exact-mode inference form).
+
+        In place; returns self. The state dict no longer has the converted file's layout afterwards, so load the
+        weights first. The features change by float32 rounding only (sgeval.features.inference).
+        """
+        for module in list(self.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, ConvBN):
+                    setattr(module, name, child.folded())
+        return self.to(memory_format=torch.channels_last).requires_grad_(False)
+
     def logits(self, pool3: torch.Tensor) -> torch.Tensor:
         """pool3 [N, 2048] -> softmax logits [N, 1008] (with the output bias)."""
         return self.fc(pool3)
@@ -220,9 +248,12 @@ class InceptionV3TF(nn.Module):
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> float32 [N, 3, 299, 299] in [-1, 1]: TF1 bilinear resize, then (x - 128) / 128."""
-    x = tf1_bilinear_resize(images.to(torch.float32), (INPUT_SIZE, INPUT_SIZE))  # [N, 3, 299, 299]
-    return (x - 128) / 128
+    """uint8 [N, 3, H, W] -> float32 [N, 3, 299, 299] in [-1, 1]: TF1 bilinear resize, then (x - 128) / 128.
+
+    The result is in channels-last memory format (values as in NCHW).
+    """
+    x = tf1_bilinear_resize(images, (INPUT_SIZE, INPUT_SIZE))  # [N, 3, 299, 299] float32, a fresh tensor
+    return x.sub_(128).div_(128)
 
 
 def load_inception_state_dict(weights: ResolvedWeights) -> InceptionV3TF:
@@ -249,7 +280,7 @@ def build_inception_extractor(weights: ResolvedWeights) -> FeatureExtractor:
     """The "inception-v3-tf" extractor for a resolved weights file (state dict port or official TorchScript)."""
     if weights.format == "torchscript":
         return TorchScriptExtractor("inception-v3-tf", FEATURE_DIM, weights)
-    return InceptionPortExtractor(load_inception_state_dict(weights), weights)
+    return InceptionPortExtractor(load_inception_state_dict(weights).fold_batchnorms(), weights)
 
 
 LOGITS_NAME = "inception-v3-tf-logits"
@@ -285,4 +316,4 @@ def build_inception_logits_extractor(weights: ResolvedWeights) -> FeatureExtract
     """The "inception-v3-tf-logits" extractor (Inception Score) for the same weights files as "inception-v3-tf"."""
     if weights.format == "torchscript":
         return TorchScriptLogitsExtractor(weights)
-    return InceptionLogitsExtractor(load_inception_state_dict(weights), weights)
+    return InceptionLogitsExtractor(load_inception_state_dict(weights).fold_batchnorms(), weights)

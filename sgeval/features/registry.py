@@ -106,8 +106,9 @@ def build_extractor(
     weights_dir: str | os.PathLike[str] | None = None,  # extra search folder (--weights-dir)
     allow_download: bool = False,  # download the preferred file if none is found (never when SGEVAL_OFFLINE=1)
     device: str = "cpu",  # where the network goes
+    precision: str = "fp32",  # arithmetic mode (sgeval.features.inference.PRECISIONS); reduced ones are opt-in
 ) -> FeatureExtractor:
-    """Resolve the weights (sgeval.weights lookup order) and build the extractor on `device`.
+    """Resolve the weights (sgeval.weights lookup order) and build the extractor on `device` in `precision`.
 
     Raises:
         WeightsNotFoundError / WeightsChecksumError (ValueErrors) with the file names, checksums and destinations.
@@ -118,4 +119,4 @@ def build_extractor(
     if spec.feature_dim is not None and extractor.feature_dim != spec.feature_dim:
         raise ValueError(f"{name}: factory built an extractor with dim {extractor.feature_dim}, "
                          f"registry says {spec.feature_dim}")
-    return extractor.to(device)
+    return extractor.to(device).set_precision(precision)

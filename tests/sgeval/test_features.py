@@ -59,6 +59,18 @@ def test_tf1_resize_is_not_torch_half_pixel_bilinear() -> None:
     assert not torch.equal(ours, torch.nn.functional.interpolate(x, size=(2, 2), mode="bilinear"))
 
 
+def assert_close_to_scale(got: torch.Tensor, expected: torch.Tensor, relative: float = 2e-5) -> None:
+    """Equal up to float32 rounding: max |difference| within `relative` of the mean |feature|.
+
+    Our extractors run the same network with BatchNorm folded and channels-last memory (sgeval.features.inference),
+    so they round differently from the literal code; an element-wise relative tolerance would fail on features
+    near zero for no reason.
+    """
+    scale = float(expected.abs().mean())
+    worst = float((got - expected).abs().max())
+    assert worst <= relative * scale, f"max |diff| {worst:.3g} > {relative:g} x mean |feature| {scale:.3g}"
+
+
 def test_inception_port_matches_torch_fidelity(inception_weights_file: Path) -> None:
     ours = build_inception_extractor(_explicit(inception_weights_file, ["inception-tf-port"]))
     reference = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
@@ -68,7 +80,7 @@ def test_inception_port_matches_torch_fidelity(inception_weights_file: Path) -> 
     got = ours(images)
     assert got.shape == (3, 2048) and got.dtype == torch.float32
     assert expected.std() > 0.1  # random weights that still give informative features
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert_close_to_scale(got, expected)
 
 
 def test_build_extractor_finds_registry_file(inception_weights_file: Path, tmp_path: Path,
@@ -178,7 +190,8 @@ def test_vgg16_torchvision_path_matches_torch_fidelity(tmp_path: Path) -> None:
     images = _uint8_images(2, 24, 20)
     expected = reference(images)[0]
     assert expected.shape == (2, 4096) and expected.abs().sum() > 0
-    torch.testing.assert_close(ours(images), expected, rtol=1e-5, atol=1e-6)
+    # 15 layers with sums over up to 25088 terms: float32 rounding of another summation order reaches ~3e-5.
+    assert_close_to_scale(ours(images), expected, relative=1e-4)
 
 
 def test_input_contract_is_checked_at_the_door(fake_extractor: torch.nn.Module) -> None:
