@@ -17,6 +17,7 @@ _EXPORTS = {
     "list_metrics": "registry",
     "register_metric": "registry",
     "FIDSettings": "fid",
+    "FrechetReference": "fid",
     "SingularCovarianceWarning": "fid",
     "frechet_distance": "fid",
     "trace_sqrt_product": "fid",
