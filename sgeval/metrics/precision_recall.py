@@ -12,14 +12,22 @@ reference clovaai/generative-evaluation-prdc. Real balls only (k = 5 recommended
 density = (1 / (k M)) sum_j #{i : d(real_i, gen_j) < r_i}, coverage = fraction of real balls containing at least one
 generated sample. The prdc precision/recall (k = 5, strict) are returned too.
 
-Implementation: the pairwise distances are computed in square blocks of `block_size` rows and columns (torch
-matmul via |u|^2 - 2 u.v + |v|^2, clamped at 0), so memory is O(block_size^2 + (N + M) D) and a 50k x 50k x 4096
-evaluation never materialises an N x N matrix. Squared distances are compared with squared radii (same ordering,
-no square roots). Distances between bit-identical rows (self pairs, exact duplicates, a generated row equal to a
-real one) are set to exactly 0, as a direct computation gives (rows are matched by hash and verified exactly, about
-a second per 100k rows of 4096 floats). Features are translated so that the real row nearest to the real
-mean becomes the origin, which shrinks the norms, and so the cancellation error of the expansion, while keeping
-grid-valued (e.g. integer) features exact.
+Implementation: the pairwise distances are computed in square blocks of B rows and columns (torch matmul via
+|u|^2 - 2 u.v + |v|^2, clamped at 0), B = `ComputeOptions.block_size` capped by a working-memory budget
+(`memory_mib`, default 1 GiB; `plan_blocks`). Squared distances are compared with squared radii (same ordering, no
+square roots). Distances between bit-identical rows (self pairs, exact duplicates, a generated row equal to a real
+one) are set to exactly 0, as a direct computation gives (rows are matched by hash and verified exactly, about a
+second per 100k rows of 4096 floats). Features are translated so that the real row nearest to the real mean becomes
+the origin, which shrinks the norms, and so the cancellation error of the expansion, while keeping grid-valued
+(e.g. integer) features exact.
+
+Memory: the inputs are read in place; each block of rows is translated into a reused [B, D] buffer when it is needed
+(float32 inputs in one float32 subtraction, bit-identical to the float64 route), distances go to one reused [B, B]
+buffer, radii come from a running top-(k+1) per row, and balls are tested a chunk of rows at a time keeping only the
+hits. Beyond the inputs a call needs about B^2 s + 2 B D s bytes (s = 4 for float32) plus small temporaries: 841
+MiB for 50k x 50k x 4096 in float32 (B = 10,000): 2.35 GiB together with the two 0.8 GB inputs. The cost is
+one float32 subtraction per feature block used (about 1 % of the matmuls). On GPUs both sets are kept
+translated on the device instead (moving blocks again would cost more than their matmul).
 
 Precision of the distance arithmetic (a protocol setting, default float32): the TF-v2 and ADA `pr50k3` code uses
 float16 features and distances; float16 keeps about 3 significant digits, so many distances round onto the radius
@@ -33,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -42,12 +52,15 @@ import torch
 from sgeval.metrics.registry import ComputeOptions, check_same_dim, feature_matrix, register_metric
 
 __all__ = [
+    "DEFAULT_BLOCK_MEMORY_MIB",
+    "BlockPlan",
     "DensityCoverage",
     "DensityCoverageSettings",
     "PrecisionRecall",
     "PrecisionRecallSettings",
     "density_coverage",
     "knn_radii",
+    "plan_blocks",
     "pr",
     "prdc",
     "precision_recall",
@@ -55,6 +68,9 @@ __all__ = [
 
 DistanceDtype = Literal["float32", "float64"]
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_ITEMSIZE = {"float32": 4, "float64": 8}
+
+DEFAULT_BLOCK_MEMORY_MIB = 1024.0  # working-memory budget of the blocked passes (see `plan_blocks`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,18 +126,106 @@ class DensityCoverage:
     num_real: int  # real samples
 
 
-@dataclasses.dataclass
-class _Blocks:
-    """Features prepared for blocked distance computations on one device."""
+_PAIR_TEMP_BYTES = 17  # per (row, column) pair of a compared chunk: a bool mask (1) + worst-case hit indices (2 x 8)
+_TRANSLATE_ROWS = 256  # rows translated at once through float64 on the general (non-float32-exact) path
+_SETUP_ROWS = 256  # rows per chunk when finding the origin and the content ids
+_ROW_VECTOR_BYTES = 64  # per input row: norms, radii, content ids, counts, flags, shared-row indices (upper bound)
+_ROW_SETUP_BYTES = 512  # per input row while content ids are assigned (hash buckets; ~330 measured)
+_VALIDATE_ROWS = 8192  # rows per chunk of the finiteness check (registry.feature_matrix)
+_MIN_BLOCK_ROWS, _MIN_CHUNK_ROWS = 32, 16  # floors that keep a budget too small to meet from crawling
 
-    rows: torch.Tensor  # [N, D] features translated to a common origin, in the distance dtype
-    sq_norms: torch.Tensor  # [N] squared row norms
-    content_ids: torch.Tensor  # [N] int64: equal ids <=> bit-identical input rows (shared by gen and real)
-    block_size: int  # rows per block
 
-    def spans(self) -> list[tuple[int, int]]:
-        size = self.rows.shape[0]
-        return [(start, min(start + self.block_size, size)) for start in range(0, size, self.block_size)]
+@dataclasses.dataclass(frozen=True)
+class BlockPlan:
+    """Tiling of the blocked distance passes and the largest working memory it needs, in bytes (`plan_blocks`).
+
+    The input features are read in place and never copied whole, so they are not counted. During a pass the
+    device holds one distance block [B, B], a translated row block and column block [B, D] (on non-CPU devices
+    both sets are also kept translated whole, [N + M, D], as moving blocks to the device again would cost more
+    than the matmul), the temporaries of comparing `chunk_rows` rows of a distance block with the radii (a boolean
+    mask and, at worst, the int64 index pairs of all its hits), a float64 translation chunk, and O(N + M) vectors.
+    Before the passes, validation and set-up (the origin, the content ids) work in chunks of rows, and the largest
+    of the two phases is the bound (`working_bytes`).
+    """
+
+    block_rows: int  # B: rows and columns per distance block
+    chunk_rows: int  # rows of a distance block compared with the radii at once
+    dim: int  # D
+    itemsize: int  # bytes per distance and per translated feature value (4 float32, 8 float64)
+    total_rows: int  # N + M rows of both sets
+    held_rows: int  # rows kept translated whole on the device (N + M on non-CPU devices, else 0)
+
+    @property
+    def distance_bytes(self) -> int:
+        return self.block_rows * self.block_rows * self.itemsize
+
+    @property
+    def feature_bytes(self) -> int:
+        return (self.held_rows + 2 * self.block_rows) * self.dim * self.itemsize
+
+    @property
+    def temporary_bytes(self) -> int:
+        return self.chunk_rows * self.block_rows * _PAIR_TEMP_BYTES + 2 * _TRANSLATE_ROWS * self.dim * 8
+
+    @property
+    def vector_bytes(self) -> int:
+        return self.total_rows * _ROW_VECTOR_BYTES
+
+    @property
+    def pass_bytes(self) -> int:
+        """Peak of the distance passes: distance block, feature blocks and comparison temporaries."""
+        return self.distance_bytes + self.feature_bytes + self.temporary_bytes
+
+    @property
+    def setup_bytes(self) -> int:
+        """Peak before the passes: validation chunk, float64 origin chunks, content-id buckets."""
+        return self.dim * max(_VALIDATE_ROWS, 2 * _SETUP_ROWS * 8) + self.total_rows * _ROW_SETUP_BYTES
+
+    @property
+    def working_bytes(self) -> int:
+        """Upper bound of the memory the computation allocates beyond its inputs."""
+        return max(self.pass_bytes, self.setup_bytes) + self.vector_bytes
+
+
+def plan_blocks(
+    num_gen: int,
+    num_real: int,
+    dim: int,
+    distance_dtype: str = "float32",
+    options: ComputeOptions | None = None,
+    memory_mib: float = DEFAULT_BLOCK_MEMORY_MIB,
+) -> BlockPlan:
+    """Block size for two sets of num_gen and num_real rows of dim features within a working-memory budget.
+
+    Of `memory_mib`, less the small fixed costs, 7/8 go to the distance block and the two feature blocks: B is the
+    largest size <= `options.block_size` (and <= the larger set) that fits there; the last eighth bounds the
+    comparison temporaries, which sets `chunk_rows`. Budgets below the fixed costs and the set-up (about 0.6 KB per
+    row plus 8192 D bytes) cannot be met: `working_bytes` then exceeds them (blocks keep at least 32 rows and
+    chunks 16, unless `options.block_size` is smaller).
+    At the default 1 GiB, float32 and D = 4096 that is B = 10,000 (the default block size; 841 MiB planned for
+    50k + 50k rows); float64 gives B = 7,379. The plan changes the tiling only, never a result beyond float round-off
+    (tests check block-size independence).
+    """
+    options = options or ComputeOptions()
+    _check_settings(1, distance_dtype)
+    if not memory_mib > 0:
+        raise ValueError(f"memory_mib must be a positive number of MiB, got {memory_mib}")
+    itemsize = _ITEMSIZE[distance_dtype]
+    total = num_gen + num_real
+    # Fixed costs first (translation chunk, per-row vectors); of the rest, 7/8 for the blocks, 1/8 for comparisons.
+    rest = max(memory_mib * 2**20 - 2 * _TRANSLATE_ROWS * dim * 8 - total * _ROW_VECTOR_BYTES, 0.0)
+    # B^2 s + 2 B D s <= 7/8 rest  <=>  B <= sqrt(D^2 + 7/8 rest / s) - D
+    fit = math.floor(math.sqrt(dim * dim + rest * 7 / 8 / itemsize) - dim)
+    largest = min(options.block_size, max(num_gen, num_real, 1))
+    block = min(largest, max(fit, _MIN_BLOCK_ROWS))
+    chunk = min(block, max(math.floor(rest / 8 / (block * _PAIR_TEMP_BYTES)), _MIN_CHUNK_ROWS))
+    held = num_gen + num_real if torch.device(options.device).type != "cpu" else 0
+    return BlockPlan(block_rows=block, chunk_rows=chunk, dim=dim, itemsize=itemsize, total_rows=total,
+                     held_rows=held)
+
+
+def _spans(num: int, block: int) -> list[tuple[int, int]]:
+    return [(start, min(start + block, num)) for start in range(0, num, block)]
 
 
 @contextlib.contextmanager
@@ -135,7 +239,7 @@ def _full_float32_matmul() -> Iterator[None]:
         torch.set_float32_matmul_precision(previous)
 
 
-def _origin(real: np.ndarray, chunk_rows: int = 8192) -> np.ndarray:
+def _origin(real: np.ndarray, chunk_rows: int = _SETUP_ROWS) -> np.ndarray:
     """The real row nearest to the real mean, float64 [D]: all features are translated so that it becomes 0.
 
     Distances are translation invariant; moving the origin into the data shrinks the norms in the expansion
@@ -153,7 +257,7 @@ def _origin(real: np.ndarray, chunk_rows: int = 8192) -> np.ndarray:
     return medoid
 
 
-def _content_ids(arrays: list[np.ndarray], chunk_rows: int = 4096) -> list[np.ndarray]:
+def _content_ids(arrays: list[np.ndarray], chunk_rows: int = _SETUP_ROWS) -> list[np.ndarray]:
     """Row ids [N_s] int64 for each array; two rows (of any of the arrays) share an id iff their values are equal.
 
     Rows are bucketed by Python's 64-bit hash of their bytes and verified element by element within a bucket, so
@@ -185,56 +289,171 @@ def _content_ids(arrays: list[np.ndarray], chunk_rows: int = 4096) -> list[np.nd
     return all_ids
 
 
-def _prepare(
-    features: np.ndarray,
-    content_ids: np.ndarray,
-    origin: np.ndarray,
-    distance_dtype: str,
-    options: ComputeOptions,
-) -> _Blocks:
-    """Copy features [N, D] to the device in the distance dtype, translated by `origin`, chunk by chunk."""
-    rows = torch.empty(features.shape, dtype=_TORCH_DTYPES[distance_dtype], device=options.device)  # [N, D]
-    sq_norms = torch.empty(features.shape[0], dtype=rows.dtype, device=options.device)  # [N]
-    for start in range(0, features.shape[0], options.block_size):
-        translated = features[start : start + options.block_size].astype(np.float64) - origin  # [n, D]
-        chunk = torch.from_numpy(translated.astype(np.dtype(distance_dtype))).to(options.device)  # [n, D]
-        rows[start : start + chunk.shape[0]] = chunk
-        sq_norms[start : start + chunk.shape[0]] = chunk.square().sum(dim=1)  # per chunk: no [N, D] temporary
-    return _Blocks(
-        rows=rows,
-        sq_norms=sq_norms,
-        content_ids=torch.from_numpy(content_ids).to(options.device),
-        block_size=options.block_size,
-    )
+def _shared_rows(ids: list[np.ndarray]) -> list[np.ndarray]:
+    """For each id array: sorted indices of the rows whose id also belongs to some other row (of any array)."""
+    counts = np.bincount(np.concatenate(ids))
+    return [np.flatnonzero(counts[array] > 1) for array in ids]
 
 
-def _sq_distances(a: _Blocks, a_span: tuple[int, int], b: _Blocks, b_span: tuple[int, int]) -> torch.Tensor:
-    """Squared Euclidean distances between rows a[a_span] and b[b_span]: [r, c], clamped at 0.
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """The translation applied to every row before its distances are computed."""
 
-    Pairs of identical rows (self pairs and exact duplicates) are set to exactly 0: the expansion leaves
-    round-off there, and duplicates decide radii (k duplicates give a radius of 0).
+    values: np.ndarray  # [D] float64 (a real row, see `_origin`)
+    np_dtype: np.dtype  # distance dtype
+    exact: torch.Tensor | None  # [D] the origin in the distance dtype on the device, when representable exactly
+
+
+def _make_origin(values: np.ndarray, distance_dtype: str, device: torch.device) -> _Origin:
+    np_dtype = np.dtype(distance_dtype)
+    rounded = values.astype(np_dtype)
+    exact = torch.from_numpy(rounded).to(device) if np.array_equal(rounded.astype(np.float64), values) else None
+    return _Origin(values=values, np_dtype=np_dtype, exact=exact)
+
+
+def _translate_into(out: torch.Tensor, rows: np.ndarray, origin: _Origin) -> torch.Tensor:
+    """out [n, D] = rows [n, D] - origin in the distance dtype, bit-identical to float(float64(rows) - origin).
+
+    When rows and origin are already exact in the distance dtype, one subtraction in that dtype gives the same
+    correctly rounded result (float32: the float64 difference of two float32 values is exact, or so lopsided that
+    both roundings return the larger one), without a float64 copy; float32 rows widen exactly for float64
+    distances. Otherwise (float64 rows, float32 distances) float64 chunks of 256 rows.
     """
-    x = a.rows[a_span[0] : a_span[1]]  # [r, D]
-    y = b.rows[b_span[0] : b_span[1]]  # [c, D]
-    dist = (x @ y.T).mul_(-2.0)  # [r, c]; in place from here on: one r x c buffer per block
-    dist.add_(a.sq_norms[a_span[0] : a_span[1], None]).add_(b.sq_norms[None, b_span[0] : b_span[1]])
-    same = a.content_ids[a_span[0] : a_span[1], None] == b.content_ids[None, b_span[0] : b_span[1]]  # [r, c]
-    return dist.clamp_(min=0.0).masked_fill_(same, 0.0)  # [r, c]
+    same = rows.dtype == origin.np_dtype
+    if origin.exact is not None and (same or (rows.dtype == np.float32 and origin.np_dtype == np.float64)):
+        with warnings.catch_warnings():  # read-only inputs (memory-mapped caches) are only read here
+            warnings.simplefilter("ignore", UserWarning)
+            source = torch.from_numpy(np.ascontiguousarray(rows))
+        if same:
+            torch.sub(source.to(out.device), origin.exact, out=out)
+        else:
+            out.copy_(source).sub_(origin.exact)
+        return out
+    for start in range(0, rows.shape[0], _TRANSLATE_ROWS):
+        chunk = (rows[start : start + _TRANSLATE_ROWS].astype(np.float64) - origin.values).astype(origin.np_dtype)
+        out[start : start + chunk.shape[0]].copy_(torch.from_numpy(chunk))
+    return out
 
 
-def _kth_sq_radii(blocks: _Blocks, k: int) -> torch.Tensor:
+@dataclasses.dataclass
+class _Side:
+    """One feature set prepared for the blocked passes; rows are translated block by block (or held, off CPU)."""
+
+    features: np.ndarray  # [N, D] input rows, read in place
+    origin: _Origin
+    sq_norms: torch.Tensor  # [N] squared norms of the translated rows, distance dtype
+    content_ids: torch.Tensor  # [N] int64: equal ids <=> bit-identical input rows (shared by gen and real)
+    shared_rows: np.ndarray  # sorted indices of rows whose id also belongs to another row (duplicates)
+    held: torch.Tensor | None  # [N, D] translated rows kept on a non-CPU device, else None
+
+    @property
+    def num(self) -> int:
+        return int(self.features.shape[0])
+
+
+class _Workspace:
+    """The buffers every block reuses (allocated on first use, once per call): feature blocks and a distance block.
+
+    Reusing them keeps the memory at the plan's bound and avoids faulting in fresh pages for every block.
+    """
+
+    def __init__(self, plan: BlockPlan, dtype: torch.dtype, device: torch.device) -> None:
+        self.plan, self.dtype, self.device = plan, dtype, device
+        self._buffers: dict[str, torch.Tensor] = {}
+        self._contents: dict[str, tuple[int, tuple[int, int]]] = {}  # buffer -> (id of the side, span) it holds
+
+    def buffer(self, name: str, rows: int, cols: int) -> torch.Tensor:
+        """A contiguous [rows, cols] view of the named flat buffer (sized for a full block)."""
+        if name not in self._buffers:
+            size = self.plan.block_rows * (self.plan.block_rows if name == "distances" else self.plan.dim)
+            self._buffers[name] = torch.empty(size, dtype=self.dtype, device=self.device)
+        return self._buffers[name][: rows * cols].view(rows, cols)
+
+    def features(self, side: _Side, span: tuple[int, int], name: str) -> torch.Tensor:
+        """Translated rows side[span] [n, D]: a view of the held rows, or translated into buffer `name`."""
+        if side.held is not None:
+            return side.held[span[0] : span[1]]
+        out = self.buffer(name, span[1] - span[0], self.plan.dim)
+        if self._contents.get(name) != (id(side), span):  # not already there (e.g. the only column block)
+            self._contents[name] = (id(side), span)
+            _translate_into(out, side.features[span[0] : span[1]], side.origin)
+        return out
+
+    def forget(self, name: str) -> None:
+        """Mark buffer `name` as overwritten by something other than `features`."""
+        self._contents.pop(name, None)
+
+
+def _prepare(
+    features: np.ndarray, content_ids: np.ndarray, shared_rows: np.ndarray, origin: _Origin, work: _Workspace
+) -> _Side:
+    """Squared norms of the translated rows (block by block), and on non-CPU devices the translated rows."""
+    num = features.shape[0]
+    held = None
+    if work.plan.held_rows:
+        held = torch.empty((num, work.plan.dim), dtype=work.dtype, device=work.device)  # [N, D]
+    sq_norms = torch.empty(num, dtype=work.dtype, device=work.device)  # [N]
+    for start, stop in _spans(num, work.plan.block_rows):
+        rows = held[start:stop] if held is not None else work.buffer("rows", stop - start, work.plan.dim)
+        _translate_into(rows, features[start:stop], origin)
+        squares = torch.square(rows, out=work.buffer("columns", stop - start, work.plan.dim))  # [n, D]
+        sq_norms[start:stop] = squares.sum(dim=1)  # per block: no [N, D] temporary
+    work.forget("rows")
+    work.forget("columns")
+    return _Side(features=features, origin=origin, sq_norms=sq_norms, held=held, shared_rows=shared_rows,
+                 content_ids=torch.from_numpy(content_ids).to(work.device))
+
+
+def _local_rows(shared_rows: np.ndarray, span: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Indices of the shared rows inside span, relative to its start: int64 [n] on the device."""
+    lo, hi = np.searchsorted(shared_rows, span)
+    return torch.from_numpy(shared_rows[lo:hi] - span[0]).to(device)
+
+
+def _sq_distances(
+    work: _Workspace, x: torch.Tensor, a: _Side, a_span: tuple[int, int], y: torch.Tensor, b: _Side,
+    b_span: tuple[int, int],
+) -> torch.Tensor:
+    """Squared Euclidean distances between translated rows x = a[a_span] and y = b[b_span]: [r, c], clamped at 0.
+
+    Written into the workspace's distance buffer (valid until the next call). Pairs of identical rows (self pairs
+    and exact duplicates) are set to exactly 0: the expansion leaves round-off there, and duplicates decide radii
+    (k duplicates give a radius of 0).
+    """
+    dist = work.buffer("distances", x.shape[0], y.shape[0])  # [r, c]
+    torch.matmul(x, y.T, out=dist)
+    dist.mul_(-2.0).add_(a.sq_norms[a_span[0] : a_span[1], None]).add_(b.sq_norms[None, b_span[0] : b_span[1]])
+    dist.clamp_(min=0.0)
+    if a is b and a_span == b_span:
+        dist.diagonal().zero_()  # self pairs
+    a_rows, b_rows = _local_rows(a.shared_rows, a_span, dist.device), _local_rows(b.shared_rows, b_span, dist.device)
+    if len(a_rows) and len(b_rows):  # duplicates (usually none): compare ids of shared rows only, chunk by chunk
+        b_ids = b.content_ids[b_rows + b_span[0]]  # [c']
+        for start in range(0, len(a_rows), work.plan.chunk_rows):
+            rows = a_rows[start : start + work.plan.chunk_rows]  # [q]
+            hit_rows, hit_cols = torch.nonzero(a.content_ids[rows + a_span[0], None] == b_ids, as_tuple=True)
+            dist[rows[hit_rows], b_rows[hit_cols]] = 0.0
+    return dist
+
+
+def _kth_sq_radii(side: _Side, k: int, work: _Workspace) -> torch.Tensor:
     """Squared distance of each row to its k-th nearest other row of the same set: [N]."""
-    num = blocks.rows.shape[0]
     keep = k + 1  # the self-distance 0 occupies one of the smallest entries
-    if num < keep:
-        raise ValueError(f"k={k} nearest neighbours need at least {keep} samples per set, got {num}")
-    radii = torch.empty(num, dtype=blocks.rows.dtype, device=blocks.rows.device)  # [N]
-    for row_span in blocks.spans():
+    if side.num < keep:
+        raise ValueError(f"k={k} nearest neighbours need at least {keep} samples per set, got {side.num}")
+    radii = torch.empty(side.num, dtype=work.dtype, device=work.device)  # [N]
+    spans = _spans(side.num, work.plan.block_rows)
+    for row_span in spans:
+        x = work.features(side, row_span, "rows")  # [r, D]
         best = None  # [r, <= keep] running smallest squared distances, ascending
-        for col_span in blocks.spans():
-            dist = _sq_distances(blocks, row_span, blocks, col_span)  # [r, c], self-distances exactly 0
-            candidates = dist if best is None else torch.cat([best, dist], dim=1)  # [r, keep + c]
-            best = torch.topk(candidates, min(keep, candidates.shape[1]), dim=1, largest=False).values
+        for col_span in spans:
+            y = x if col_span == row_span else work.features(side, col_span, "columns")  # [c, D]
+            dist = _sq_distances(work, x, side, row_span, y, side, col_span)  # [r, c], self-distances exactly 0
+            smallest = torch.topk(dist, min(keep, dist.shape[1]), dim=1, largest=False).values  # [r, <= keep]
+            if best is not None:  # merge: the k+1 smallest of the union are among the two lists
+                merged = torch.cat([best, smallest], dim=1)  # [r, <= 2 keep]
+                smallest = torch.topk(merged, min(keep, merged.shape[1]), dim=1, largest=False).values
+            best = smallest
         assert best is not None and best.shape[1] == keep  # internal invariant: num >= keep checked above
         radii[row_span[0] : row_span[1]] = best[:, k]  # ascending: index k is the (k+1)-th smallest
     return radii
@@ -250,40 +469,58 @@ class _BallCounts:
 
 
 def _ball_counts(
-    real: _Blocks, gen: _Blocks, real_sq_radii: torch.Tensor, gen_sq_radii: torch.Tensor, strict: bool
+    real: _Side, gen: _Side, real_sq_radii: torch.Tensor, gen_sq_radii: torch.Tensor, strict: bool, work: _Workspace
 ) -> _BallCounts:
-    """One blocked pass over the real x generated distances; `strict` selects `<` (prdc) instead of `<=`."""
+    """One blocked pass over the real x generated distances; `strict` selects `<` (prdc) instead of `<=`.
+
+    Balls hold few points, so each chunk of rows is tested once per radius set and only its hits are kept
+    (nonzero): no int64 copy of a block, as a column sum of a boolean block would make.
+    """
     inside = torch.lt if strict else torch.le
-    device = real.rows.device
+    device, chunk = work.device, work.plan.chunk_rows
     counts = _BallCounts(
-        gen_in_real_balls=torch.zeros(gen.rows.shape[0], dtype=torch.int64, device=device),
-        real_ball_nonempty=torch.zeros(real.rows.shape[0], dtype=torch.bool, device=device),
-        real_in_gen_balls=torch.zeros(real.rows.shape[0], dtype=torch.bool, device=device),
+        gen_in_real_balls=torch.zeros(gen.num, dtype=torch.int64, device=device),
+        real_ball_nonempty=torch.zeros(real.num, dtype=torch.bool, device=device),
+        real_in_gen_balls=torch.zeros(real.num, dtype=torch.bool, device=device),
     )
-    for r0, r1 in real.spans():
-        for g0, g1 in gen.spans():
-            dist = _sq_distances(real, (r0, r1), gen, (g0, g1))  # [r, c]: rows real, columns generated
-            in_real = inside(dist, real_sq_radii[r0:r1, None])  # [r, c]: gen j inside real ball i
-            counts.gen_in_real_balls[g0:g1] += in_real.sum(dim=0)
-            counts.real_ball_nonempty[r0:r1] |= in_real.any(dim=1)
-            counts.real_in_gen_balls[r0:r1] |= inside(dist, gen_sq_radii[None, g0:g1]).any(dim=1)
+    for r0, r1 in _spans(real.num, work.plan.block_rows):
+        x = work.features(real, (r0, r1), "rows")  # [r, D]
+        for g0, g1 in _spans(gen.num, work.plan.block_rows):
+            y = work.features(gen, (g0, g1), "columns")  # [c, D]
+            dist = _sq_distances(work, x, real, (r0, r1), y, gen, (g0, g1))  # [r, c]: rows real, columns generated
+            for q0 in range(0, r1 - r0, chunk):
+                part = dist[q0 : q0 + chunk]  # [q, c]
+                start = r0 + q0
+                rows, cols = torch.nonzero(inside(part, real_sq_radii[start : start + part.shape[0], None]),
+                                           as_tuple=True)  # gen cols[i] inside real ball start + rows[i]
+                counts.gen_in_real_balls[g0:g1] += torch.bincount(cols, minlength=g1 - g0)
+                counts.real_ball_nonempty[start + rows] = True
+                rows = torch.nonzero(inside(part, gen_sq_radii[None, g0:g1]), as_tuple=True)[0]
+                counts.real_in_gen_balls[start + rows] = True
     return counts
 
 
 def _manifold_counts(
-    gen: Any, real: Any, k: int, distance_dtype: str, options: ComputeOptions | None, strict: bool
+    gen: Any, real: Any, k: int, distance_dtype: str, options: ComputeOptions | None, strict: bool,
+    memory_mib: float,
 ) -> tuple[_BallCounts, int, int]:
     """Validate inputs, build k-NN radii of both sets and run the ball pass; returns (counts, M, N)."""
     options = options or ComputeOptions()
     _check_settings(k, distance_dtype)
     gen_a, real_a = feature_matrix(gen, "generated features"), feature_matrix(real, "real features")
     check_same_dim(gen_a, real_a)
-    origin = _origin(real_a)
-    gen_ids, real_ids = _content_ids([gen_a, real_a])
+    plan = plan_blocks(gen_a.shape[0], real_a.shape[0], gen_a.shape[1], distance_dtype, options, memory_mib)
+    device = torch.device(options.device)
+    origin = _make_origin(_origin(real_a), distance_dtype, device)
+    ids = _content_ids([gen_a, real_a])
+    shared = _shared_rows(ids)
     with _full_float32_matmul():
-        gen_b = _prepare(gen_a, gen_ids, origin, distance_dtype, options)
-        real_b = _prepare(real_a, real_ids, origin, distance_dtype, options)
-        counts = _ball_counts(real_b, gen_b, _kth_sq_radii(real_b, k), _kth_sq_radii(gen_b, k), strict)
+        work = _Workspace(plan, _TORCH_DTYPES[distance_dtype], device)
+        gen_s = _prepare(gen_a, ids[0], shared[0], origin, work)
+        real_s = _prepare(real_a, ids[1], shared[1], origin, work)
+        real_radii = _kth_sq_radii(real_s, k, work)
+        gen_radii = _kth_sq_radii(gen_s, k, work)
+        counts = _ball_counts(real_s, gen_s, real_radii, gen_radii, strict, work)
     return counts, gen_a.shape[0], real_a.shape[0]
 
 
@@ -292,17 +529,24 @@ def knn_radii(
     k: int,
     distance_dtype: DistanceDtype = "float32",
     options: ComputeOptions | None = None,
+    memory_mib: float = DEFAULT_BLOCK_MEMORY_MIB,
 ) -> np.ndarray:
     """Euclidean distance of every row of features [N, D] to its k-th nearest other row (self excluded).
 
-    Returns [N] float64, in feature units. Exact duplicates count as neighbours at distance 0.
+    Returns [N] float64, in feature units. Exact duplicates count as neighbours at distance 0. `memory_mib` bounds
+    the working memory (see `plan_blocks`).
     """
     options = options or ComputeOptions()
     _check_settings(k, distance_dtype)
     array = feature_matrix(features)
+    plan = plan_blocks(array.shape[0], 0, array.shape[1], distance_dtype, options, memory_mib)
+    device = torch.device(options.device)
+    ids = _content_ids([array])
     with _full_float32_matmul():
-        blocks = _prepare(array, _content_ids([array])[0], _origin(array), distance_dtype, options)
-        return _kth_sq_radii(blocks, k).sqrt().cpu().numpy().astype(np.float64)
+        work = _Workspace(plan, _TORCH_DTYPES[distance_dtype], device)
+        side = _prepare(array, ids[0], _shared_rows(ids)[0], _make_origin(_origin(array), distance_dtype, device),
+                        work)
+        return _kth_sq_radii(side, k, work).sqrt().cpu().numpy().astype(np.float64)
 
 
 def precision_recall(
@@ -311,6 +555,7 @@ def precision_recall(
     k: int = 3,
     distance_dtype: DistanceDtype = "float32",
     options: ComputeOptions | None = None,
+    memory_mib: float = DEFAULT_BLOCK_MEMORY_MIB,
 ) -> PrecisionRecall:
     """Improved precision and recall (Kynkäänniemi et al. 2019) of generated vs real features.
 
@@ -320,8 +565,10 @@ def precision_recall(
         k: neighbourhood size (3 in pr50k3).
         distance_dtype: "float32" or "float64" distance arithmetic.
         options: device and block size (never change the result).
+        memory_mib: working-memory budget beyond the inputs, caps the block size (`plan_blocks`; never changes
+            the result). The default 1 GiB keeps 10,000-row blocks at D = 4096.
     """
-    counts, num_gen, num_real = _manifold_counts(gen, real, k, distance_dtype, options, strict=False)
+    counts, num_gen, num_real = _manifold_counts(gen, real, k, distance_dtype, options, False, memory_mib)
     return PrecisionRecall(
         precision=float((counts.gen_in_real_balls > 0).double().mean()),
         recall=float(counts.real_in_gen_balls.double().mean()),
@@ -337,12 +584,13 @@ def density_coverage(
     k: int = 5,
     distance_dtype: DistanceDtype = "float32",
     options: ComputeOptions | None = None,
+    memory_mib: float = DEFAULT_BLOCK_MEMORY_MIB,
 ) -> DensityCoverage:
     """prdc precision, recall, density and coverage (Naeem et al. 2020) of generated vs real features.
 
     Arguments as `precision_recall`; k = 5 is the prdc recommendation. Comparisons are strict (`<`) as in prdc.
     """
-    counts, num_gen, num_real = _manifold_counts(gen, real, k, distance_dtype, options, strict=True)
+    counts, num_gen, num_real = _manifold_counts(gen, real, k, distance_dtype, options, True, memory_mib)
     return DensityCoverage(
         precision=float((counts.gen_in_real_balls > 0).double().mean()),
         recall=float(counts.real_in_gen_balls.double().mean()),
