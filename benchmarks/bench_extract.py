@@ -11,7 +11,15 @@ not depend on the weight values. From that one state dict:
 * torch-fidelity: `create_feature_extractor("inception-v3-compat", feature_extractor_weights_path=<state dict>)`
   and `extract_featuresdict_from_input_id` over the folder (in-process decoding: `save_cpu_ram=True`);
 * clean-fid: its `InceptionV3W` wrapper loading that archive from a local folder (`download=False`), fed by
-  `get_folder_features(mode="clean")` (PIL bicubic resize to 299 in its dataset; `num_workers=0`).
+  `get_folder_features(mode="clean")` (PIL bicubic resize to 299 in its dataset; `num_workers=0`);
+* sgeval (zip): the port reading a zip of the same PNGs (the dataset tool's format);
+* sgeval (bf16): the port with `precision="bf16"` (opt-in reduced precision; CPUs with AVX512-BF16/AMX only).
+
+"FID rel. delta" is |FID - FID_sgeval| / FID_sgeval of the first half of the images against the second half, from
+each tool's features: the exact-mode target is 1e-6 (random-noise halves give a small FID next to the covariance
+traces, and N < 2048 singular covariances, so this is a hard case for rounding). The hardware table relates
+sgeval's achieved GFLOP/s (the network's FLOPs per image, counted by torch's FlopCounterMode at 299x299, times the
+end-to-end images/s) to a matmul peak measured in the same run (4096 x 4096 float32 and bfloat16 `torch.mm`).
 
 Every tool decodes in its own process (sgeval decodes the next batch in one background thread, as it always does).
 All downloads raise during the run (benchmarks.common.forbid_downloads) and TORCH_HOME points into a temp folder.
@@ -43,8 +51,9 @@ from benchmarks.common import add_common_arguments, forbid_downloads, print_tabl
 
 __all__ = ["build_torchscript_archive", "main", "save_random_inception", "write_png_folder"]
 
-PRESETS = {"quick": (8, 32, 4), "default": (64, 64, 16), "full": (256, 128, 32)}  # (images, size, batch)
-TOOLS = ("sgeval", "sgeval-torchscript", "torch-fidelity", "clean-fid", "sgeval-cache")
+# (images, sizes, batch) of the presets
+PRESETS = {"quick": (8, (32,), 4), "default": (64, (32, 256), 32), "full": (256, (32, 256, 1024), 32)}
+TOOLS = ("sgeval", "sgeval-zip", "sgeval-bf16", "sgeval-torchscript", "torch-fidelity", "clean-fid", "sgeval-cache")
 Extract = Callable[[], np.ndarray]  # runs one tool over the folder -> features float32 [N, 2048]
 
 
@@ -132,13 +141,31 @@ def _isolated_environment(root: Path) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _sgeval_tool(folder: Path, weights: Path, batch: int, size: int) -> tuple[Extract, Callable[[], None]]:
-    """(run over the folder, warm-up) for sgeval's extract_features with the extractor built from `weights`."""
+def write_zip(folder: Path, archive: Path) -> Path:
+    """The PNGs of `folder` stored (uncompressed, as PNG is already compressed) in a zip at `archive`."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
+        for path in sorted(folder.iterdir()):
+            bundle.write(path, path.name)
+    return archive
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU runs oneDNN bfloat16 (AVX512-BF16 / AMX), which sgeval's bf16 mode needs."""
+    from sgeval.features.inference import _cpu_has_bf16
+
+    return _cpu_has_bf16()
+
+
+def _sgeval_tool(folder: Path, weights: Path, batch: int, size: int,
+                 precision: str = "fp32") -> tuple[Extract, Callable[[], None]]:
+    """(run over the folder or zip, warm-up) for sgeval's extract_features with the extractor built from `weights`."""
     from sgeval.extract import extract_features
     from sgeval.features.registry import build_extractor
     from sgeval.sources import open_source
 
-    extractor = build_extractor("inception-v3-tf", weights_path=weights, device="cpu")
+    extractor = build_extractor("inception-v3-tf", weights_path=weights, device="cpu", precision=precision)
 
     def run() -> np.ndarray:
         features = extract_features(open_source(folder), extractor, batch_size=batch, device="cpu",
@@ -199,7 +226,9 @@ def _time_tool(name: str, build: Callable[[], tuple[Extract, Callable[[], None]]
     seconds = float(np.median(times))
     if features.shape != (num_images, 2048):
         raise RuntimeError(f"{name} returned features of shape {features.shape}, expected ({num_images}, 2048)")
-    return {"tool": name, "load s": load_s, "extract s": seconds, "images/s": num_images / seconds}, features
+    spread = (max(times) - min(times)) / seconds if len(times) > 1 else None
+    return {"tool": name, "load s": load_s, "extract s": seconds, "spread": spread,
+            "images/s": num_images / seconds}, features
 
 
 def _cache_rows(folder: Path, weights: Path, batch: int, cache_root: Path, num_images: int) -> list[dict[str, Any]]:
@@ -220,7 +249,8 @@ def _cache_rows(folder: Path, weights: Path, batch: int, cache_root: Path, num_i
         hit = bool(result.meta.get("cache", {}).get("hit"))
         if hit != ("hit" in label):
             raise RuntimeError(f"{label}: the cache reported hit={hit}")
-        rows.append({"tool": label, "load s": None, "extract s": seconds, "images/s": num_images / seconds})
+        rows.append({"tool": label, "load s": None, "extract s": seconds, "spread": None,
+                     "images/s": num_images / seconds})
     return rows
 
 
@@ -237,10 +267,14 @@ def run(num_images: int, size: int, batch: int, repeat: int, tools: Sequence[str
             build_torchscript_archive(weights, archive, size)
         builders = {
             "sgeval": lambda: _sgeval_tool(folder, weights, batch, size),
+            "sgeval-zip": lambda: _sgeval_tool(write_zip(folder, root / "images.zip"), weights, batch, size),
+            "sgeval-bf16": lambda: _sgeval_tool(folder, weights, batch, size, precision="bf16"),
             "sgeval-torchscript": lambda: _sgeval_tool(folder, archive, batch, size),
             "torch-fidelity": lambda: _torch_fidelity_tool(folder, weights, batch, size),
             "clean-fid": lambda: _clean_fid_tool(folder, archive, batch),
         }
+        if not bf16_supported():
+            builders.pop("sgeval-bf16")  # no oneDNN bf16 on this CPU: the row is left out (printed by main)
         rows, features = [], {}
         # sgeval (port) always runs: it is the reference of the ratios and feature deltas
         for name in ["sgeval", *(tool for tool in TOOLS[1:] if tool in tools and tool in builders)]:
@@ -252,20 +286,80 @@ def run(num_images: int, size: int, batch: int, repeat: int, tools: Sequence[str
             raise RuntimeError("a tool wrote weights under TORCH_HOME: something was downloaded")
     reference_ips = next(row["images/s"] for row in rows if row["tool"] == "sgeval")
     scale = float(np.abs(features["sgeval"]).mean())
+    reference_fid = half_split_fid(features["sgeval"])
     for row in rows:
         # the cache rows are sgeval itself; their comparison is miss vs hit (printed by main), not sgeval vs a peer
         is_cache_row = row["tool"].startswith("sgeval ")
         row["sgeval speedup (x)"] = None if is_cache_row else ratio(reference_ips, row["images/s"])
         own = features.get(row["tool"])
         row["max |delta| / mean|f|"] = None if own is None else float(np.abs(own - features["sgeval"]).max() / scale)
-    return rows
+        row["FID rel. delta"] = (None if own is None or reference_fid is None
+                                 else abs(half_split_fid(own) - reference_fid) / reference_fid)  # type: ignore[operator]
+    return [{"size": size, **row} for row in rows]
+
+
+def half_split_fid(features: np.ndarray) -> float | None:
+    """FID (covariance / (N - 1)) of the first half of the rows against the second half; None below 4 rows."""
+    from sgeval.metrics.fid import frechet_distance
+
+    half = features.shape[0] // 2
+    if half < 2:
+        return None
+    first, second = features[:half].astype(np.float64), features[half : 2 * half].astype(np.float64)
+    return frechet_distance(first.mean(axis=0), np.cov(first, rowvar=False),
+                            second.mean(axis=0), np.cov(second, rowvar=False))
+
+
+def inception_gflop_per_image() -> float:
+    """GFLOP of one Inception forward at 299x299 (multiply-adds count 2), by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sgeval.features.inception import InceptionV3TF
+
+    network = InceptionV3TF().eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        network(torch.zeros(1, 3, 299, 299))
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 4096, seconds: float = 1.0) -> float:
+    """Best GFLOP/s of repeated size x size `torch.mm` in `dtype` over about `seconds` (after one warm-up)."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def hardware_rows(rows: Sequence[dict[str, Any]], matmul_size: int) -> list[dict[str, Any]]:
+    """Achieved GFLOP/s of the sgeval rows against this machine's matmul peak in their arithmetic."""
+    flop = inception_gflop_per_image()
+    peaks = {"fp32": matmul_peak_gflops(torch.float32, matmul_size)}
+    if bf16_supported():
+        peaks["bf16"] = matmul_peak_gflops(torch.bfloat16, matmul_size)
+    table = []
+    for row in rows:
+        precision = {"sgeval": "fp32", "sgeval-bf16": "bf16"}.get(row["tool"])
+        if precision is None or precision not in peaks:
+            continue
+        achieved = flop * row["images/s"]
+        table.append({"size": row["size"], "tool": row["tool"], "precision": precision, "GFLOP/image": flop,
+                      "achieved GFLOP/s": achieved, "matmul peak GFLOP/s": peaks[precision],
+                      "% of peak": 100 * achieved / peaks[precision]})
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Parse the arguments, run, print the table and write `<out>/bench_extract.json`; returns the rows."""
     parser = add_common_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     parser.add_argument("--num-images", type=int, help="PNG files in the folder")
-    parser.add_argument("--size", type=int, help="image height and width in pixels")
+    parser.add_argument("--size", type=int, help="image height and width in pixels (one size)")
+    parser.add_argument("--sizes", help="comma-separated image sizes, one table each (e.g. 32,256,1024)")
+    parser.add_argument("--matmul-size", type=int, default=4096, help="matrix size of the matmul peak (0: skip)")
     parser.add_argument("--batch", type=int, help="images per network call (all tools)")
     parser.add_argument("--warmups", type=int, default=2, help="untimed network calls per tool before timing")
     parser.add_argument("--tools", default=",".join(TOOLS),
@@ -273,23 +367,34 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     setup_threads(args.threads)
     preset = PRESETS["quick" if args.quick else "full" if args.full else "default"]
-    num_images, size, batch = args.num_images or preset[0], args.size or preset[1], args.batch or preset[2]
+    num_images, batch = args.num_images or preset[0], args.batch or preset[2]
+    sizes = ([args.size] if args.size else [int(size) for size in args.sizes.split(",")] if args.sizes
+             else list(preset[1]))
     tools = [tool.strip() for tool in args.tools.split(",") if tool.strip()]
     unknown = sorted(set(tools) - set(TOOLS))
-    if unknown or num_images < 2 or size < 1 or batch < 1:
-        parser.error(f"need known --tools (unknown: {unknown}), --num-images >= 2, --size >= 1 and --batch >= 1")
-    rows = run(num_images, size, batch, args.repeat, tools, max(args.warmups, 0))
-    print_table(f"Inception-v3 features, {num_images} PNGs of {size}x{size}, batch {batch}, CPU, "
-                f"{args.threads} threads, RANDOM weights (speed does not depend on them)", rows)
-    cache_s = [row["extract s"] for row in rows if row["tool"].startswith("sgeval ")]  # [miss, hit]
-    if len(cache_s) == 2:
-        print(f"sgeval cache: a hit takes {cache_s[1]:.3g} s, {cache_s[0] / cache_s[1]:.0f}x faster than the "
-              f"first run ({cache_s[0]:.3g} s: extraction + content hashing + store)\n")
-    write_results(args.out, "bench_extract", {"num_images": num_images, "size": size, "batch": batch,
+    if unknown or num_images < 2 or min(sizes) < 1 or batch < 1:
+        parser.error(f"need known --tools (unknown: {unknown}), --num-images >= 2, sizes >= 1 and --batch >= 1")
+    if "sgeval-bf16" in tools and not bf16_supported():
+        print("sgeval-bf16 left out: this CPU has no oneDNN bfloat16 (AVX512-BF16 / AMX)")
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        size_rows = run(num_images, size, batch, args.repeat, tools, max(args.warmups, 0))
+        print_table(f"Inception-v3 features, {num_images} PNGs of {size}x{size}, batch {batch}, CPU, "
+                    f"{args.threads} threads, RANDOM weights (speed does not depend on them)", size_rows)
+        cache_s = [row["extract s"] for row in size_rows if row["tool"].startswith("sgeval ")]  # [miss, hit]
+        if len(cache_s) == 2:
+            print(f"sgeval cache: a hit takes {cache_s[1]:.3g} s, {cache_s[0] / cache_s[1]:.0f}x faster than the "
+                  f"first run ({cache_s[0]:.3g} s: extraction + content hashing + store)\n")
+        rows += size_rows
+    hardware = hardware_rows(rows, args.matmul_size) if args.matmul_size > 0 else []
+    if hardware:
+        print_table("sgeval extraction against this machine's matmul peak (measured now, same threads)", hardware)
+    write_results(args.out, "bench_extract", {"num_images": num_images, "sizes": sizes, "batch": batch,
                                               "repeat": args.repeat, "warmups": args.warmups,
-                                              "tools": tools}, rows, args.threads,
+                                              "tools": tools, "hardware": hardware}, rows, args.threads,
                   notes=["random weights: one seeded state dict for every tool (TorchScript archive traced from it)",
-                         "speedup = sgeval images/s / tool images/s; > 1 means sgeval (port) is faster"])
+                         "speedup = sgeval images/s / tool images/s; > 1 means sgeval (port) is faster",
+                         "FID rel. delta: first half vs second half of the images, each tool's features vs sgeval's"])
     return rows
 
 

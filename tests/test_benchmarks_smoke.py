@@ -16,7 +16,7 @@ import PIL.Image
 import pytest
 import torch
 
-from benchmarks import bench_extract, bench_fid, bench_pr, class_coverage
+from benchmarks import bench_e2e, bench_extract, bench_fid, bench_pr, class_coverage
 from benchmarks.common import PeakMemory, ratio, time_call
 
 
@@ -36,21 +36,42 @@ def test_bench_fid_routes_agree(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_bench_pr_matches_brute_force(tmp_path: Path) -> None:
     rows = bench_pr.main(["--sizes", "40,30", "--dim", "8", "--threads", "1", "--out", str(tmp_path)])
-    assert [row["N"] for row in rows] == [30, 30, 40, 40]  # sorted, sgeval then reference for each N
+    assert [row["N"] for row in rows] == [30, 30, 30, 40, 40, 40]  # sorted; sgeval, official-style, brute force
+    assert [row["tool"].split(" ")[0] for row in rows[:3]] == ["sgeval", "official-style", "brute"]
     for row in rows:
         assert row["max |delta|"] == 0.0 and 0.0 <= row["precision"] <= 1.0 and row["seconds"] > 0
+        assert set(bench_pr.VALUE_KEYS) <= set(row) and row["time ratio peer/sgeval"] > 0
     skipped = bench_pr.main(["--sizes", "30", "--dim", "8", "--ref-max-n", "10", "--threads", "1",
                              "--out", str(tmp_path)])
-    assert skipped[1]["tool"].startswith("brute force (skipped")
+    assert skipped[2]["tool"].startswith("brute force (skipped")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bench_pr_official_style_peer_agrees_with_sgeval(seed: int) -> None:
+    """The re-implemented stylegan2-ada-pytorch estimator, with batches small enough to split rows and columns."""
+    gen = bench_pr.vgg_like_features(57, 16, seed=2 * seed + 1, shift=0.2, chunk_rows=10)
+    real = bench_pr.vgg_like_features(45, 16, seed=2 * seed)
+    unchunked = bench_pr.vgg_like_features(57, 16, seed=2 * seed + 1, shift=0.2, chunk_rows=1000)
+    assert gen.dtype == np.float32 and (gen >= 0).all() and np.allclose(gen, unchunked, rtol=1e-6, atol=1e-6)
+    ours = bench_pr.sgeval_prdc(gen, real, block_size=13)
+    peer = {**bench_pr.official_style_pr(gen, real, batch=7), **bench_pr.official_style_dc(gen, real, batch=7)}
+    assert peer == ours and set(peer) == set(bench_pr.VALUE_KEYS)
+    assert ours == bench_pr.brute_force_prdc(gen, real)
 
 
 def test_bench_extract_tiny(tmp_path: Path) -> None:
-    rows = bench_extract.main(["--num-images", "2", "--size", "8", "--batch", "2", "--threads", "1", "--warmups", "0",
-                               "--tools", "sgeval,torch-fidelity,sgeval-cache", "--out", str(tmp_path)])
+    rows = bench_extract.main(["--num-images", "4", "--size", "8", "--batch", "2", "--threads", "1", "--warmups", "0",
+                               "--tools", "sgeval,sgeval-zip,torch-fidelity,sgeval-cache", "--matmul-size", "64",
+                               "--out", str(tmp_path)])
     tools = [row["tool"] for row in _rows(tmp_path, "bench_extract")]
-    assert tools == ["sgeval", "torch-fidelity", "sgeval first run (cache miss)", "sgeval cached (cache hit)"]
-    assert all(row["images/s"] > 0 for row in rows)
-    assert rows[1]["max |delta| / mean|f|"] < 1e-4  # torch-fidelity: same network, same resize, same file
+    assert tools == ["sgeval", "sgeval-zip", "torch-fidelity", "sgeval first run (cache miss)",
+                     "sgeval cached (cache hit)"]
+    assert all(row["images/s"] > 0 and row["size"] == 8 for row in rows)
+    assert rows[1]["max |delta| / mean|f|"] == 0.0  # the zip holds the same PNGs
+    assert rows[2]["max |delta| / mean|f|"] < 1e-4  # torch-fidelity: same network, same resize, same file
+    assert rows[2]["FID rel. delta"] is not None and rows[2]["FID rel. delta"] < 1e-3
+    hardware = json.loads((tmp_path / "bench_extract.json").read_text())["settings"]["hardware"]
+    assert hardware[0]["tool"] == "sgeval" and hardware[0]["GFLOP/image"] > 10  # Inception-v3 at 299: ~11.4
 
 
 def test_bench_extract_torchscript_archive_has_official_layout(tmp_path: Path) -> None:
@@ -113,3 +134,11 @@ def test_class_coverage_on_two_known_classes(tmp_path: Path) -> None:
     shirt = labels[0] if reals[0, 0] > 0 else 1 - labels[0]  # the class whose images are bright on top
     assert one_class[shirt] == 1.0 and class_coverage.normalised_entropy(one_class) == 0.0
     assert both.tolist() == [0.5, 0.5] and class_coverage.normalised_entropy(both) == pytest.approx(1.0)
+
+
+def test_bench_e2e_tiny(tmp_path: Path) -> None:
+    rows = bench_e2e.main(["--num", "4", "--batch", "2", "--preset", "stylegan2-cpu16", "--threads", "1",
+                           "--out", str(tmp_path)])
+    assert [row["route"] for row in _rows(tmp_path, "bench_e2e")] == [
+        "official-style loop", "sgeval, first snapshot", "sgeval, next snapshot (reals cached)"]
+    assert all(row["seconds"] > 0 and np.isfinite(row["FID"]) for row in rows)
