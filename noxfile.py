@@ -47,7 +47,7 @@ def bench(session: nox.Session) -> None:
     `nox -s bench` takes a few minutes on 2 cores; `nox -s bench -- --quick` well under a minute; `-- --full` long.
     Arguments after `--` go to every script; JSON results land in out/bench/.
     """
-    for script in ("bench_extract", "bench_fid", "bench_pr", "bench_e2e"):
+    for script in ("bench_extract", "bench_fid", "bench_pr", "bench_e2e", "bench_ppl"):
         _py(session, "-m", f"benchmarks.{script}", *session.posargs)
 
 

@@ -142,3 +142,17 @@ def test_bench_e2e_tiny(tmp_path: Path) -> None:
     assert [row["route"] for row in _rows(tmp_path, "bench_e2e")] == [
         "official-style loop", "sgeval, first snapshot", "sgeval, next snapshot (reals cached)"]
     assert all(row["seconds"] > 0 and np.isfinite(row["FID"]) for row in rows)
+
+
+def test_bench_ppl_tiny(tmp_path: Path) -> None:
+    from benchmarks import bench_ppl
+
+    rows = bench_ppl.main(["--pairs", "8", "--preset", "stylegan2-cpu16", "--threads", "1", "--out", str(tmp_path)])
+    assert rows == _rows(tmp_path, "bench_ppl")
+    assert [(row["distance"], row["route"].split(" ")[0]) for row in rows] == [
+        ("lpips-vgg", "straightforward"), ("lpips-vgg", "sgeval"), ("lpips-domain", "straightforward"),
+        ("lpips-domain", "sgeval")]
+    for row in rows:
+        assert row["pairs"] == 8 and row["pairs/s"] > 0 and row["pairs/s incl. setup"] > 0
+        assert np.isfinite(row["PPL"]) and row["PPL"] > 0 and row["rel. diff"] < 1e-2  # same latents, same weights
+    assert rows[1]["sgeval advantage"] > 0 and rows[3]["advantage incl. setup"] > 0

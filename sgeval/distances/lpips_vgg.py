@@ -91,7 +91,9 @@ class LPIPSVGG(ImageDistance):
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """float [N, 3, H, W] in [-1, 1] -> the 5 unit-normalised feature maps [N, C_k, H / 2^k, W / 2^k]."""
-        x = (images - self.shift) / self.scale  # [N, 3, H, W]
+        # Channels-last like the backbone (load_vgg16_state_dict): 1.7x faster at 256x256 than NCHW on oneDNN, equal
+        # at 32x32; a mixed layout would reorder at every layer.
+        x = ((images - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)  # [N, 3, H, W]
         maps = []
         for block in self.slices:
             x = block(x)  # [N, C_k, H_k, W_k]: ends with a ReLU; the next slice starts with a max-pool (not in place)
