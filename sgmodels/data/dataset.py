@@ -97,6 +97,8 @@ class ImageDataset(torch.utils.data.Dataset):
         image = self._reader.load(int(self._raw_idx[idx]), expected_shape=self._image_shape)  # [C, H, W]
         if self._xflip[idx]:
             image = image[:, :, ::-1].copy()  # [C, H, W] mirrored left-right (copied: torch needs positive strides)
+        elif not image.flags.writeable:  # a view of a read-only buffer (IDX files): torch warns on such arrays
+            image = image.copy()
         return image, self.get_label(idx)
 
     def get_label(self, idx: int) -> np.ndarray:
