@@ -137,7 +137,14 @@ def _pair_images(ctx: SamplerContext, z0: torch.Tensor, z1: torch.Tensor, t: tor
     return G.synthesis(ws, noise_mode="const").float()  # [2P, C, H, W]
 
 
-@register_sampler("ppl", version=1, networks=("distance",))
+# Groups whose pairs go through one distance call. The distance network (VGG16 for LPIPS) runs ~1.6x faster on 16
+# pairs than on one group's 4 (measured at 32x32 on 2 CPU cores); the generator still runs per group, since the group
+# shares its noise. A constant, not the caller's batch size: a network's rounding can depend on the batch, and the
+# result must not (sampler version 2 in the cache key; version 1 called the distance per group).
+DISTANCE_GROUPS = 4
+
+
+@register_sampler("ppl", version=2, networks=("distance",))
 @torch.no_grad()
 def sample_ppl(ctx: SamplerContext) -> dict[str, np.ndarray]:
     """Distances / eps^2 of `ctx.num_samples` pairs: {"distances": float64 [N], "t": float64 [N]}."""
@@ -145,17 +152,20 @@ def sample_ppl(ctx: SamplerContext) -> dict[str, np.ndarray]:
     _require_mapping(ctx.G, settings)
     distance = ctx.networks["distance"]
     groups = math.ceil(ctx.num_samples / settings.pairs_per_noise)
-    distances, ts = [], []
+    distances, ts, pending = [], [], []
     with _restored_noise(ctx.G) as noise_buffers:
         for group in _progress(range(groups), ctx.progress):
             z0, z1, t, labels, noise_seed = _group_inputs(ctx, group, settings.pairs_per_noise)
             generator = torch.Generator(device="cpu").manual_seed(noise_seed)
             for buffer in noise_buffers:  # one fresh realisation for the whole group (official: per minibatch)
                 buffer.copy_(torch.randn(buffer.shape, generator=generator))
-            images = ppl_images(_pair_images(ctx, z0, z1, t, labels), settings, int(ctx.G.img_resolution))
-            step = distance(images[0::2], images[1::2]).double() / settings.epsilon**2  # [P]
-            distances.append(step.cpu().numpy())
+            pending.append(ppl_images(_pair_images(ctx, z0, z1, t, labels), settings, int(ctx.G.img_resolution)))
             ts.append(t.double().cpu().numpy())
+            if len(pending) == DISTANCE_GROUPS or group == groups - 1:
+                images = torch.cat(pending)  # [2P', C, H, W], pairs interleaved (even: t, odd: t + eps)
+                pending = []
+                step = distance(images[0::2], images[1::2]).double() / settings.epsilon**2  # [P']
+                distances.append(step.cpu().numpy())
     return {"distances": np.concatenate(distances)[: ctx.num_samples], "t": np.concatenate(ts)[: ctx.num_samples]}
 
 
