@@ -55,6 +55,11 @@ def test_micro_suites_write_reports_and_resume(tmp_path: Path, labelled_zip: Pat
         assert "(paper)" in (folder / "report.md").read_text()
         trends = pd.read_csv(folder / "trends.csv")
         assert set(trends["verdict"]) == {"inconclusive"}  # one seed decides nothing
+    (tmp_path / "mixing" / "discussion.md").write_text("Seeds disagree at this budget.\n")
+    report = write_suite_report("mixing", records, stick, scale, tmp_path, header="again") / "report.md"
+    assert report.read_text().rstrip().endswith("## Discussion\n\n(Written by hand after the run, from "
+                                                "`discussion.md` beside this report.)\n\nSeeds disagree at this "
+                                                "budget.")
     mixing = pd.read_csv(tmp_path / "mixing" / "summary.csv")
     assert set(mixing["column"]) == {"fd_1", "fd_2"}
     noise = pd.read_csv(tmp_path / "noise" / "summary.csv")

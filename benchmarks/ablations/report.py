@@ -6,7 +6,8 @@ For every suite `<out>/<suite>/` receives:
   directories keep their own);
 * `results.csv`: one line per (row, seed, column) value;
 * `summary.csv` and `report.md`: mean, standard deviation and count over seeds for every cell, the paper's value
-  beside it, and the verdict on each trend of the paper;
+  beside it, and the verdict on each trend of the paper; a hand-written `discussion.md` in the folder (why a trend
+  did or did not reproduce at this scale) is appended to `report.md` every time the report is regenerated;
 * PNG plots (FD vs number of mixed latents per mixing ratio; PPL and separability per configuration).
 
 Verdicts compare seed means with a 95 % Welch interval of the difference (a paired interval when both cells come from
@@ -210,7 +211,7 @@ def _cell_text(mean: float, std: float, n: int) -> str:
 
 
 def _markdown(suite: Suite, summary: pd.DataFrame, trends: list[dict[str, Any]], scale: Scale,
-              stick: MeasuringStick, header: str) -> str:
+              stick: MeasuringStick, header: str, discussion: str = "") -> str:
     ours = summary.pivot_table(index=["row", "label"], columns="column", values="mean", sort=False)
     lines = [f"# {suite.title}", "", header, "", f"Scale: {scale.name} ({scale.notes}).", ""]
     if stick.kind == "domain":
@@ -235,7 +236,13 @@ def _markdown(suite: Suite, summary: pd.DataFrame, trends: list[dict[str, Any]],
             difference = "" if trend["difference"] is None else f"{trend['difference']:.4g}"
             lines.append(f"| {trend['trend']} | {trend['n']} | {difference} | {trend['95% interval'] or ''} | "
                          f"{trend['verdict']} |")
+    if discussion.strip():
+        lines += ["", "## Discussion", "", "(Written by hand after the run, from `discussion.md` beside this report.)",
+                  "", discussion.strip()]
     return "\n".join(lines) + "\n"
+
+
+DISCUSSION_FILE = "discussion.md"
 
 
 def write_suite_report(suite_name: str, records: Sequence[RunRecord], stick: MeasuringStick, scale: Scale,
@@ -254,6 +261,8 @@ def write_suite_report(suite_name: str, records: Sequence[RunRecord], stick: Mea
     atomic_write_text(folder / "results.csv", values.to_csv(index=False))
     atomic_write_text(folder / "summary.csv", summary.to_csv(index=False))
     atomic_write_text(folder / "trends.csv", pd.DataFrame(trends).to_csv(index=False))
-    atomic_write_text(folder / "report.md", _markdown(suite, summary, trends, scale, stick, header))
+    discussion_file = folder / DISCUSSION_FILE  # the human reading of a real run, kept across regenerations
+    discussion = discussion_file.read_text(encoding="utf-8") if discussion_file.is_file() else ""
+    atomic_write_text(folder / "report.md", _markdown(suite, summary, trends, scale, stick, header, discussion))
     plot_suite(suite, summary, folder)
     return folder
