@@ -422,7 +422,8 @@ def layer_has_noise(use_noise: str, res: int, noise_split_res: int) -> bool:
     """Whether the layers at resolution `res` get noise inputs.
 
     "coarse" = resolutions 4 .. noise_split_res (inclusive), "fine" = resolutions above noise_split_res; with the
-    default split 32 these are the StyleGAN paper's Fig. 5 groups (4^2-32^2 and 64^2-1024^2).
+    split 32 these are the StyleGAN paper's Fig. 5 groups (4^2-32^2 and 64^2-1024^2). The synthesis network's default
+    split is min(32, R // 2): a fixed 32 would make "coarse" all layers and "fine" none at R <= 32.
     """
     if use_noise == "all":
         return True
@@ -450,7 +451,7 @@ class SynthesisNetwork(nn.Module):
         channel_base: int = 16384,  # Feature maps at resolution r: min(channel_base // r, channel_max).
         channel_max: int = 512,  # Maximum feature maps of any layer.
         use_noise: str | bool = "all",  # Noise inputs: "all", "none", "coarse" (r <= noise_split_res), "fine".
-        noise_split_res: int = 32,  # Highest resolution that counts as "coarse" for use_noise.
+        noise_split_res: int | None = None,  # Highest "coarse" resolution for use_noise; None = min(32, R // 2).
         const_input: bool = True,  # Learned constant 4x4 input (False = traditional dense input from ws[:, 0]).
         use_styles: bool = True,  # AdaIN style modulation in every layer.
         use_pixel_norm: bool = False,  # Pixel norm after every activation (ProGAN).
@@ -461,6 +462,8 @@ class SynthesisNetwork(nn.Module):
     ) -> None:
         super().__init__()
         log2 = resolution_log2(img_resolution)
+        if noise_split_res is None:  # the paper's 32 at 64^2 and above; below, the top resolution alone is "fine"
+            noise_split_res = min(32, img_resolution // 2)
         _check_positive(w_dim=w_dim, img_channels=img_channels, channel_base=channel_base, channel_max=channel_max,
                         noise_split_res=noise_split_res)
         if not use_styles and const_input:

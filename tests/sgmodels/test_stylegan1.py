@@ -226,6 +226,14 @@ def noisy_resolutions(net: SynthesisNetwork) -> set[int]:
     return {int(name.split(".")[0][1:]) for name, _ in net.named_parameters() if name.endswith("noise_strength")}
 
 
+@pytest.mark.parametrize(("resolution", "coarse"), [(16, {4, 8}), (32, {4, 8, 16}), (128, {4, 8, 16, 32})])
+def test_default_noise_split_keeps_both_groups_at_small_resolutions(resolution: int, coarse: set[int]) -> None:
+    """The paper's split (coarse up to 32^2) would give "fine" no layer at all below 64^2 (the CPU ablation scale)."""
+    every = {2**i for i in range(2, resolution.bit_length())}
+    assert noisy_resolutions(make_synthesis(resolution, use_noise="coarse")) == coarse
+    assert noisy_resolutions(make_synthesis(resolution, use_noise="fine")) == every - coarse
+
+
 @pytest.mark.parametrize(("use_noise", "owners"), [("all", {4, 8, 16, 32}), ("coarse", {4, 8}), ("fine", {16, 32}),
                                                    ("none", set()), (True, {4, 8, 16, 32}), (False, set())])
 def test_coarse_and_fine_noise_only_touch_the_intended_layers(use_noise: str | bool, owners: set[int]) -> None:
