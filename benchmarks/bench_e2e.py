@@ -6,9 +6,10 @@ on the values). Timed, each from a cold start of its own (including reading the 
 evaluation process does):
 
 * official-style: the loop of stylegan2-ada-pytorch's `compute_feature_stats_for_generator` and of torch-fidelity:
-  generate a batch (`G(z, c)`, `noise_mode="const"`), quantise `(x * 127.5 + 128).clamp(0, 255).to(uint8)`, call the
-  detector (torch-fidelity's `FeatureExtractorInceptionV3` on the same file), accumulate; the reals decoded with PIL
-  in the same process and extracted the same way; FID through `scipy.linalg.sqrtm`. Every snapshot pays both sides.
+  generate a batch (`G(z, c)`, random noise as the official code), quantise `(x * 127.5 + 128).clamp(0, 255)
+  .to(uint8)`, call the detector (torch-fidelity's `FeatureExtractorInceptionV3` on the same file), accumulate; the
+  reals decoded with PIL in the same process and extracted the same way; FID through `scipy.linalg.sqrtm`. Every
+  snapshot pays both sides.
 * sgeval, first snapshot: `sgeval.evaluate_many(["fid50k_full"], G, folder, num_gen=N)` with an empty feature
   cache: both sides extracted (decoding in a background thread, exact-mode extractor), the reals cached;
 * sgeval, next snapshot: the same call for another generator of the run: the reference statistics come from the
@@ -73,7 +74,7 @@ def official_style_fid(G: torch.nn.Module, folder: Path, weights: Path, num: int
             count = min(batch, num - start)
             z = torch.randn(count, G.z_dim, generator=generator)  # [B, z_dim]
             c = torch.zeros(count, G.c_dim)
-            images = G(z, c, noise_mode="const")  # [B, 3, H, W] float about [-1, 1]
+            images = G(z, c)  # [B, 3, H, W] float about [-1, 1]; default noise_mode ("random"), as the official loop
             quantised = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
             fake.append(detector(quantised)[0].numpy())
         paths = sorted(folder.iterdir())[:num]
