@@ -34,31 +34,18 @@ import PIL.Image
 import torch
 
 from benchmarks.bench_extract import _isolated_environment, save_random_inception, write_png_folder
-from benchmarks.common import add_common_arguments, print_table, ratio, setup_threads, write_results
+from benchmarks.bench_fid import scipy_sqrtm_distance
+from benchmarks.common import add_common_arguments, print_table, random_generator, ratio, setup_threads, write_results
 
 __all__ = ["main", "official_style_fid"]
 
 PRESETS = {"quick": 8, "default": 128, "full": 512}  # images per side
 
 
-def _random_generator(preset: str, seed: int) -> torch.nn.Module:
-    from sgmodels.presets import build_networks
-
-    arch, config = preset.rsplit("-", 1)
-    torch.manual_seed(seed)
-    G, _D, _training = build_networks(arch, config)
-    return G.eval().requires_grad_(False)
-
-
 def _frechet_sqrtm(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """FID with covariance / N (the ADA convention) and the scipy sqrtm trace, as the official code computes it."""
-    import scipy.linalg
-
-    mu_a, mu_b = features_a.mean(axis=0), features_b.mean(axis=0)
-    sigma_a = np.cov(features_a, rowvar=False, ddof=0)
-    sigma_b = np.cov(features_b, rowvar=False, ddof=0)
-    root, _ = scipy.linalg.sqrtm(sigma_a @ sigma_b, disp=False)
-    return float(np.square(mu_a - mu_b).sum() + np.trace(sigma_a + sigma_b - 2 * np.real(root)))
+    stats = [(features.mean(axis=0), np.cov(features, rowvar=False, ddof=0)) for features in (features_a, features_b)]
+    return scipy_sqrtm_distance(*stats[0], *stats[1])
 
 
 def official_style_fid(G: torch.nn.Module, folder: Path, weights: Path, num: int, batch: int, seed: int) -> float:
@@ -98,7 +85,7 @@ def run(preset: str, num: int, batch: int, repeat: int, seed: int = 0) -> list[d
     rows = []
     with tempfile.TemporaryDirectory(prefix="sgeval-bench-e2e-") as temp, _isolated_environment(Path(temp)):
         root = Path(temp)
-        first, second = _random_generator(preset, seed), _random_generator(preset, seed + 1)
+        first, second = random_generator(preset, seed), random_generator(preset, seed + 1)
         size = int(first(torch.zeros(1, first.z_dim), torch.zeros(1, first.c_dim)).shape[-1])
         folder = write_png_folder(root / "reals", num, size, seed)
         weights = save_random_inception(root / "random-inception.pth", seed)

@@ -47,7 +47,16 @@ import numpy as np
 import PIL.Image
 import torch
 
-from benchmarks.common import add_common_arguments, forbid_downloads, print_table, ratio, setup_threads, write_results
+from benchmarks.common import (
+    add_common_arguments,
+    forbid_downloads,
+    he_random_state,
+    print_table,
+    ratio,
+    setup_threads,
+    write_results,
+)
+from sgeval.features.inference import cpu_supports_bf16
 
 __all__ = ["build_torchscript_archive", "main", "save_random_inception", "write_png_folder"]
 
@@ -70,24 +79,12 @@ def write_png_folder(root: Path, count: int, size: int, seed: int = 0) -> Path:
 def save_random_inception(path: Path, seed: int = 0) -> Path:
     """Save a seeded random `InceptionV3TF` state dict (torch-fidelity's key layout) to `path`.
 
-    He-normal convolution and linear weights, BatchNorm scales and running variances in [0.5, 1.5), small shifts and
-    means: activations stay O(1) through the 94 layers, as with real weights. (PyTorch's default initialisation
-    shrinks them layer after layer to features near 0, where FID is ~1e-13 and its relative deviations mean nothing.)
+    `he_random_state` weights: activations stay O(1) through the 94 layers, as with real weights. (PyTorch's default
+    initialisation shrinks them to features near 0, where FID is ~1e-13 and its relative deviations mean nothing.)
     """
     from sgeval.features.inception import InceptionV3TF
 
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in InceptionV3TF().state_dict().items():
-        if not value.is_floating_point():
-            state[key] = value.clone()
-        elif key.endswith("weight") and value.ndim > 1:
-            state[key] = torch.randn(value.shape, generator=generator) * (2.0 / value[0].numel()) ** 0.5
-        elif key.endswith("running_var") or (key.endswith("weight") and value.ndim == 1):
-            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
-        else:  # biases, running means
-            state[key] = 0.1 * torch.randn(value.shape, generator=generator)
-    torch.save(state, path)
+    torch.save(he_random_state(InceptionV3TF(), seed), path)
     return path
 
 
@@ -164,13 +161,6 @@ def write_zip(folder: Path, archive: Path) -> Path:
         for path in sorted(folder.iterdir()):
             bundle.write(path, path.name)
     return archive
-
-
-def bf16_supported() -> bool:
-    """Whether this CPU runs oneDNN bfloat16 (AVX512-BF16 / AMX), which sgeval's bf16 mode needs."""
-    from sgeval.features.inference import _cpu_has_bf16
-
-    return _cpu_has_bf16()
 
 
 def _sgeval_tool(folder: Path, weights: Path, batch: int, size: int,
@@ -288,7 +278,7 @@ def run(num_images: int, size: int, batch: int, repeat: int, tools: Sequence[str
             "torch-fidelity": lambda: _torch_fidelity_tool(folder, weights, batch, size),
             "clean-fid": lambda: _clean_fid_tool(folder, archive, batch),
         }
-        if not bf16_supported():
+        if not cpu_supports_bf16():
             builders.pop("sgeval-bf16")  # no oneDNN bf16 on this CPU: the row is left out (printed by main)
         rows, features = [], {}
         # sgeval (port) always runs: it is the reference of the ratios and feature deltas
@@ -369,7 +359,7 @@ def hardware_rows(rows: Sequence[dict[str, Any]], matmul_size: int) -> list[dict
     """Achieved GFLOP/s of the sgeval rows against this machine's matmul peak in their arithmetic."""
     flop = inception_gflop_per_image()
     peaks = {"fp32": matmul_peak_gflops(torch.float32, matmul_size)}
-    if bf16_supported():
+    if cpu_supports_bf16():
         peaks["bf16"] = matmul_peak_gflops(torch.bfloat16, matmul_size)
     table = []
     for row in rows:
@@ -404,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     unknown = sorted(set(tools) - set(TOOLS))
     if unknown or num_images < 2 or min(sizes) < 1 or batch < 1:
         parser.error(f"need known --tools (unknown: {unknown}), --num-images >= 2, sizes >= 1 and --batch >= 1")
-    if "sgeval-bf16" in tools and not bf16_supported():
+    if "sgeval-bf16" in tools and not cpu_supports_bf16():
         print("sgeval-bf16 left out: this CPU has no oneDNN bfloat16 (AVX512-BF16 / AMX)")
     rows: list[dict[str, Any]] = []
     for size in sizes:

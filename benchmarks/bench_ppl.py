@@ -49,7 +49,15 @@ import numpy as np
 import torch
 
 from benchmarks.bench_extract import _isolated_environment
-from benchmarks.common import add_common_arguments, print_table, ratio, setup_threads, write_results
+from benchmarks.common import (
+    add_common_arguments,
+    he_random_state,
+    print_table,
+    random_generator,
+    ratio,
+    setup_threads,
+    write_results,
+)
 
 __all__ = ["DISTANCES", "main", "save_random_detector", "save_random_vgg16", "straightforward_ppl"]
 
@@ -62,37 +70,15 @@ BOX_TARGET = 256  # the official code box-downsamples larger images to 256 befor
 # ------------------------------------------------------------------------------------------- inputs (random weights)
 
 
-def random_generator(preset: str, seed: int) -> Any:
-    """A sgmodels preset ("stylegan2-cpu32") with seeded random weights and noise strengths NOISE_STRENGTH, frozen."""
-    from sgmodels.presets import build_networks
-
-    arch, config = preset.rsplit("-", 1)
-    torch.manual_seed(seed)
-    G, _D, _training = build_networks(arch, config)
-    with torch.no_grad():
-        for name, param in G.named_parameters():
-            if name.endswith("noise_strength"):
-                param.fill_(NOISE_STRENGTH)
-    return G.eval().requires_grad_(False)
-
-
 def save_random_vgg16(path: Path, seed: int) -> Path:
-    """A torchvision VGG16 state dict with seeded He-normal weights (activations stay O(1) through the ReLUs) and
-    small biases, saved in float16 (276 MB instead of 553 MB; both loaders convert to float32)."""
+    """A torchvision VGG16 state dict with seeded `he_random_state` weights (activations stay O(1) through the ReLUs),
+    saved in float16 (276 MB instead of 553 MB; both loaders convert to float32)."""
     import torchvision
 
-    with torch.device("meta"):  # shapes only: every tensor is drawn below
+    with torch.device("meta"):  # shapes only: every tensor is drawn by he_random_state
         network = torchvision.models.vgg16(weights=None)
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in network.state_dict().items():
-        if key.endswith("weight"):
-            fan_in = value[0].numel()
-            state[key] = (torch.randn(value.shape, generator=generator) * (2.0 / fan_in) ** 0.5).half()
-        else:
-            state[key] = (0.1 * torch.randn(value.shape, generator=generator)).half()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    torch.save({key: value.half() for key, value in he_random_state(network, seed).items()}, path)
     return path
 
 
@@ -245,7 +231,7 @@ def run(preset: str, protocol: str, pairs: int, distances: Sequence[str], repeat
     settings = resolve_protocol(protocol).settings
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sgeval-bench-ppl-") as temp, _isolated_environment(Path(temp)):
-        G = random_generator(preset, seed)
+        G = random_generator(preset, seed, noise_strength=NOISE_STRENGTH)
         if settings.crop and int(G.img_resolution) // 2 < 16:
             raise ValueError(f"{protocol} crops the images to half their size; the distances need at least 16x16, "
                              f"so use a preset of 32x32 or more (not {preset}) or a protocol without the crop")

@@ -31,6 +31,8 @@ import torch
 
 __all__ = [
     "PeakMemory",
+    "he_random_state",
+    "random_generator",
     "add_common_arguments",
     "environment",
     "forbid_downloads",
@@ -56,6 +58,44 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                         help="torch intra-op threads for every tool (default: all CPU cores)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per case; the median is reported")
     return parser
+
+
+def he_random_state(network: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights that keep activations O(1) through deep ReLU nets, as real weights do (PyTorch's default
+    initialisation shrinks them layer after layer): He-normal convolutions and linears, BatchNorm scales and running
+    variances in [0.5, 1.5), biases and running means 0.1 * N(0, 1). Works on a meta-device network (shapes only).
+    The tests use the same weights (tests/sgeval/conftest.py)."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in network.state_dict().items():
+        if not value.is_floating_point():
+            state[key] = value.clone()
+        elif key.endswith("weight") and value.ndim > 1:
+            state[key] = torch.randn(value.shape, generator=generator) * (2.0 / value[0].numel()) ** 0.5
+        elif key.endswith("running_var") or (key.endswith("weight") and value.ndim == 1):
+            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
+        else:  # biases, running means
+            state[key] = 0.1 * torch.randn(value.shape, generator=generator)
+    return state
+
+
+def random_generator(preset: str, seed: int, noise_strength: float | None = None) -> Any:
+    """A sgmodels preset ("stylegan2-cpu32") with seeded random weights, in eval mode without gradients.
+
+    `noise_strength`: value for every noise-strength parameter (a fresh StyleGAN2 has them at 0, so noise would change
+    nothing); None keeps the initialisation.
+    """
+    from sgmodels.presets import build_networks
+
+    arch, config = preset.rsplit("-", 1)
+    torch.manual_seed(seed)
+    G, _D, _training = build_networks(arch, config)
+    if noise_strength is not None:
+        with torch.no_grad():
+            for name, param in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    param.fill_(noise_strength)
+    return G.eval().requires_grad_(False)
 
 
 def setup_threads(threads: int) -> None:

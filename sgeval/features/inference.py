@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["EXACT", "PRECISIONS", "autocast", "check_precision", "fold_batchnorm"]
+__all__ = ["EXACT", "PRECISIONS", "autocast", "check_precision", "cpu_supports_bf16", "fold_batchnorm"]
 
 EXACT = "fp32"
 PRECISIONS: dict[str, str] = {
@@ -44,11 +44,12 @@ def check_precision(precision: str, device: torch.device | str) -> None:
     device_type = torch.device(device).type
     if precision == "fp16" and device_type != "cuda":
         raise ValueError("precision 'fp16' runs on CUDA only; on a CPU use 'bf16' (AVX512-BF16/AMX) or 'fp32'")
-    if precision == "bf16" and device_type == "cpu" and not _cpu_has_bf16():
+    if precision == "bf16" and device_type == "cpu" and not cpu_supports_bf16():
         raise ValueError("precision 'bf16' needs a CPU with AVX512-BF16 or AMX (oneDNN reports none here); use 'fp32'")
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs oneDNN bfloat16 kernels (AVX512-BF16 or AMX), which "bf16" needs on a CPU."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # an old or oneDNN-less torch build

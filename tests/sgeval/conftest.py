@@ -18,6 +18,7 @@ import PIL.Image
 import pytest
 import torch
 
+from benchmarks.common import he_random_state  # the benchmarks' random weights, shared (re-exported)
 from sgeval.features.base import FeatureExtractor
 
 
@@ -102,22 +103,6 @@ class TinyGenerator(torch.nn.Module):
         if noise_mode == "random":
             x = x + 0.3 * torch.randn_like(x)
         return torch.tanh(2 * x)
-
-
-def he_random_state(network: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights that keep activations O(1) through deep ReLU nets: He-normal convs/linears, BN stats near 1."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in network.state_dict().items():
-        if not value.is_floating_point():
-            state[key] = value.clone()
-        elif key.endswith("weight") and value.ndim > 1:
-            state[key] = torch.randn(value.shape, generator=generator) * (2.0 / value[0].numel()) ** 0.5
-        elif key.endswith("running_var") or (key.endswith("weight") and value.ndim == 1):
-            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
-        else:  # biases, running means
-            state[key] = 0.1 * torch.randn(value.shape, generator=generator)
-    return state
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from sgeval.features.inception import InceptionV3TF, build_inception_extractor
-from sgeval.features.inference import check_precision, fold_batchnorm
+from sgeval.features.inference import check_precision, cpu_supports_bf16, fold_batchnorm
 from sgeval.features.resize import _source_positions, tf1_bilinear_resize
 from sgeval.weights import ResolvedWeights
 from tests.sgeval.conftest import FakeExtractor, he_random_state
 
-BF16_CPU = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+BF16_CPU = cpu_supports_bf16()
 
 
 def literal_tf1_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
