@@ -1,4 +1,4 @@
-"""Shared test settings: one torch thread per worker and deterministic algorithms."""
+"""Shared test settings: one torch and one BLAS thread per worker, and test-local caches."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+import threadpoolctl
 import torch
 
-torch.set_num_threads(int(os.environ.get("SGEVAL_TEST_THREADS", "1")))
+_THREADS = int(os.environ.get("SGEVAL_TEST_THREADS", "1"))
+torch.set_num_threads(_THREADS)
+# numpy/scipy's BLAS too: with the xdist workers already using every core, small LAPACK calls with 2 BLAS threads ran
+# 10-25x slower than with one on a loaded machine.
+threadpoolctl.threadpool_limits(_THREADS)
 
 
 @pytest.fixture(autouse=True)
