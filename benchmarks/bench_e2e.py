@@ -11,7 +11,7 @@ evaluation process does):
   reals decoded with PIL in the same process and extracted the same way; FID through `scipy.linalg.sqrtm`. Every
   snapshot pays both sides.
 * sgeval, first snapshot: `sgeval.evaluate_many(["fid50k_full"], G, folder, num_gen=N)` with an empty feature
-  cache: both sides extracted (decoding in a background thread, exact-mode extractor), the reals cached;
+  cache: both sides extracted (decoding threads, exact-mode extractor), the reals cached;
 * sgeval, next snapshot: the same call for another generator of the run: the reference statistics come from the
   cache, only the generated side is extracted (`sgeval fid RUN_DIR --all-snapshots` works like this).
 

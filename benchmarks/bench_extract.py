@@ -21,7 +21,8 @@ traces, and N < 2048 singular covariances, so this is a hard case for rounding).
 sgeval's achieved GFLOP/s (the network's FLOPs per image, counted by torch's FlopCounterMode at 299x299, times the
 end-to-end images/s) to a matmul peak measured in the same run (4096 x 4096 float32 and bfloat16 `torch.mm`).
 
-Every tool decodes in its own process (sgeval decodes the next batch in one background thread, as it always does).
+Every tool decodes in its own process (sgeval decodes with one thread per core, the next batch in a background
+thread only when a core is spare: `sgeval.extract.background_decoding_pays`).
 All downloads raise during the run (benchmarks.common.forbid_downloads) and TORCH_HOME points into a temp folder.
 Each tool gets two untimed warm-up calls of its network on one batch of the timed shape (TorchScript profiles its
 first calls, oneDNN builds kernels per shape); model loading is timed separately. "max |delta| / mean|f|" compares

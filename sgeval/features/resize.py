@@ -48,9 +48,11 @@ def tf1_bilinear_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Te
         as the input when the size is unchanged.
 
     Speed without changing a bit: the work runs on an NHWC view (contiguous pixels for the gathers and the
-    channels-last network after), only the sampled pixels are converted to float, and when upsampling in height
-    the horizontal lerps run on the input rows before the rows are picked (each output value still comes from the
-    same operations on the same operands).
+    channels-last network after), only the sampled pixels are converted to float, when downsampling in height the
+    rows are picked from the input's own layout before the view (whole-row copies; picking them through the NHWC
+    view of an NCHW batch gathered every byte with a stride and took 2.3x as long at 1024 -> 299), and when
+    upsampling in height the horizontal lerps run on the input rows before the rows are picked (each output value
+    still comes from the same operations on the same operands).
     """
     if images.ndim != 4 or not (images.is_floating_point() or images.dtype == torch.uint8):
         raise ValueError(f"expected float or uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -63,18 +65,18 @@ def tf1_bilinear_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Te
     x_lo, x_hi, x_t = _source_positions(in_w, out_w, images.device)
     y_t = y_t.to(dtype).view(1, out_h, 1, 1)  # [1, out_h, 1, 1]
     x_t = x_t.to(dtype).view(1, 1, out_w, 1)  # [1, 1, out_w, 1]
-    pixels = images.permute(0, 2, 3, 1)  # NHWC view [N, H, W, C]
 
-    def horizontal(rows: torch.Tensor) -> torch.Tensor:  # [N, R, W, C] -> lerp along x [N, R, out_w, C]
-        left = rows.index_select(2, x_lo).to(dtype)
-        right = rows.index_select(2, x_hi).to(dtype)
+    def horizontal(rows: torch.Tensor) -> torch.Tensor:  # [N, C, R, W] -> lerp along x, NHWC [N, R, out_w, C]
+        pixels = rows.permute(0, 2, 3, 1)  # NHWC view [N, R, W, C]
+        left = pixels.index_select(2, x_lo).to(dtype)
+        right = pixels.index_select(2, x_hi).to(dtype)
         return left + (right - left) * x_t
 
     if in_h < out_h:  # fewer input rows than output rows: interpolate each input row once, then pick rows
-        rows = horizontal(pixels)  # [N, in_h, out_w, C]
+        rows = horizontal(images)  # [N, in_h, out_w, C]
         upper_row, lower_row = rows.index_select(1, y_lo), rows.index_select(1, y_hi)  # [N, out_h, out_w, C]
     else:
-        upper_row = horizontal(pixels.index_select(1, y_lo))  # [N, out_h, out_w, C]
-        lower_row = horizontal(pixels.index_select(1, y_hi))
+        upper_row = horizontal(images.index_select(2, y_lo))  # [N, out_h, out_w, C]
+        lower_row = horizontal(images.index_select(2, y_hi))
     resized = upper_row + (lower_row - upper_row) * y_t  # [N, out_h, out_w, C]
     return resized.permute(0, 3, 1, 2)  # [N, C, out_h, out_w], channels-last strides

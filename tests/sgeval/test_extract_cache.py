@@ -12,8 +12,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from sgeval import extract as extract_module
 from sgeval.cache import FeatureCache, cache_command, cache_key
-from sgeval.extract import extract_features
+from sgeval.extract import background_decoding_pays, extract_features
 from sgeval.featureset import FeatureSet
 from sgeval.sources import CallableSource, GeneratorSource, ImageFolderSource
 from sgeval.weights import WeightsNotFoundError
@@ -39,6 +40,31 @@ def test_batch_size_independence_on_files(image_folder: Path) -> None:
     np.testing.assert_allclose(one.moment_outer, three.moment_outer, rtol=1e-13)
     direct = FakeExtractor()(source.read(range(6))).numpy()  # item order = sorted file order
     np.testing.assert_array_equal(one.features, direct)
+
+
+def test_foreground_and_background_decoding_give_the_same_rows(image_folder: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    source = ImageFolderSource(image_folder)
+    results = []
+    for overlap in (True, False):
+        monkeypatch.setattr(extract_module, "background_decoding_pays", lambda device, overlap=overlap: overlap)
+        results.append(_extract(source, batch_size=4, capture_all=True))
+    np.testing.assert_array_equal(results[0].features, results[1].features)
+    np.testing.assert_array_equal(results[0].moment_outer, results[1].moment_outer)
+
+
+def test_background_decoding_needs_a_spare_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(cores)
+        assert not background_decoding_pays(torch.device("cpu"))  # it would preempt a torch thread
+        assert background_decoding_pays(torch.device("cuda"))  # the network does not use the cores
+        if cores > 1:
+            torch.set_num_threads(cores - 1)
+            assert background_decoding_pays(torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_batch_size_independence_and_seed_determinism_for_generators() -> None:

@@ -29,7 +29,7 @@ def literal_tf1_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Ten
 
 
 @pytest.mark.parametrize("in_size, out_size", [((32, 32), (299, 299)), ((300, 200), (299, 224)), ((7, 40), (13, 5)),
-                                               ((299, 299), (299, 299))])
+                                               ((299, 299), (299, 299)), ((100, 90), (29, 31))])
 def test_fast_resize_is_bit_identical_to_the_literal_order(in_size: tuple[int, int], out_size: tuple[int, int]) -> None:
     images = torch.randint(0, 256, (2, 3, *in_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     expected = literal_tf1_resize(images.float(), out_size)
