@@ -46,7 +46,7 @@ from typing import Any, overload
 from sgeval.atomic import sweep_stale_temp_files
 from sgeval.cache import FeatureCache
 from sgeval.featureset import FeatureSet
-from sgeval.metrics.registry import ComputeOptions, get_metric
+from sgeval.metrics.registry import DEFAULT_MEMORY_MIB, ComputeOptions, get_metric
 from sgeval.protocols import Protocol, get_protocol
 from sgeval.results import MetricResult, append_result
 
@@ -398,6 +398,11 @@ class _RunOptions:
     progress: bool
     classifiers: PathLike | None = None  # attribute classifier folder for linear separability
     precision: str = "fp32"  # feature-network arithmetic (sgeval.features.inference); reduced modes are opt-in
+    memory_mib: float = DEFAULT_MEMORY_MIB  # working-memory budget of blocked pairwise distances (P&R, D&C)
+
+    def compute_options(self) -> ComputeOptions:
+        """The options a metric function gets (none of them changes a value beyond float round-off)."""
+        return ComputeOptions(seed=self.seed, device=self.device, memory_mib=self.memory_mib)
 
 
 def open_cache(cache: bool | FeatureCache | PathLike | None) -> FeatureCache | None:
@@ -464,6 +469,8 @@ def evaluate_many(
     progress: bool = True,  # progress bars on stderr
     network_key: str | None = None,  # generator of a network file: "G_ema" or "G"; None = G_ema, else G
     precision: str = "fp32",  # feature networks' arithmetic: "fp32" (exact), opt-in "bf16" / "fp16" (GPU)
+    memory_mib: float | None = None,  # working-memory budget of precision/recall's distance blocks in MiB
+    # (None: 1024); caps their size, never changes a value
 ) -> list[MetricResult]:
     """Evaluate several feature protocols on one network against one reference, sharing features per detector.
 
@@ -480,7 +487,8 @@ def evaluate_many(
         raise ValueError("no protocols to evaluate")
     resolved = [resolve_protocol(name, num_gen, num_real, mix_latents) for name in protocols]
     options = _RunOptions(seed=int(seed), device=str(device), batch_size=int(batch_size), cache=open_cache(cache),
-                          progress=progress, classifiers=classifiers, precision=precision)
+                          progress=progress, classifiers=classifiers, precision=precision,
+                          memory_mib=DEFAULT_MEMORY_MIB if memory_mib is None else float(memory_mib))
     snapshot = _snapshot_path(network_or_source)
     metadata = {} if snapshot is None else _snapshot_metadata(snapshot)
     reals = _open_reals(data, snapshot, metadata, resolved)
@@ -631,7 +639,7 @@ def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, ex
     """One metric on extracted features -> its MetricResult (`real` None for metrics of the generated side only)."""
     spec = get_metric(protocol.metric)
     started = time.perf_counter()
-    values = spec.fn(gen, real, protocol.settings, ComputeOptions(seed=options.seed, device=options.device))
+    values = spec.fn(gen, real, protocol.settings, options.compute_options())
     metric_seconds = time.perf_counter() - started
     gen_extract, real_extract = extractions
     real_seconds = 0.0 if real_extract is None else real_extract.seconds
@@ -723,8 +731,7 @@ def _evaluate_generator_metric(protocol: Protocol, network: _Network, options: _
     started = time.perf_counter()
     arrays, cache_info = sample_arrays(spec, context, source.fingerprint(), options.cache)
     sampled = time.perf_counter() - started
-    values = get_metric(protocol.metric).fn(arrays, protocol.settings,
-                                            ComputeOptions(seed=options.seed, device=options.device))
+    values = get_metric(protocol.metric).fn(arrays, protocol.settings, options.compute_options())
     identities = {name: helper.identity() for name, helper in helpers.items()}  # the sampler's one helper network
     identity = next(iter(identities.values()), None)
     kimg = network.metadata.get("kimg")

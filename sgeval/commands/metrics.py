@@ -97,6 +97,10 @@ _OPTIONS = [  # shared by every evaluation command; commands may leave some out 
                  help="Feature-network arithmetic. fp32 is exact (the reference numbers); bf16 (CPUs with "
                       "AVX512-BF16/AMX, GPUs) and fp16 (GPUs) are faster approximations, named in the results "
                       "(fid50k_full+bf16); `nox -s bench` prints their FID deviation."),
+    click.option("--memory-mib", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MIB",
+                 help="Working-memory budget of the blocked pairwise distances of pr/prdc beyond the features: "
+                      "caps the block size [default: 1024, which keeps 10,000-row blocks at D = 4096; 50k x 50k "
+                      "then peaks near 0.8 GiB plus the features]. Never changes a value."),
     click.option("--json", "as_json", is_flag=True, help="Print the result records as JSON instead of a table."),
     click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Extra folder searched first for detector weights files."),
@@ -207,6 +211,7 @@ def _run_one(protocols: list[str], source: str, data: Path | None, **options: An
         "progress": not options.pop("no_progress"),
         "network_key": options.pop("network_key", None),
         "precision": options.pop("precision", "fp32"),
+        "memory_mib": options.pop("memory_mib", None),
     }
     if options:
         raise TypeError(f"internal: unhandled options {sorted(options)}")

@@ -14,12 +14,12 @@ generated sample. The prdc precision/recall (k = 5, strict) are returned too.
 
 Implementation: the pairwise distances are computed in square blocks of B rows and columns (torch matmul via
 |u|^2 - 2 u.v + |v|^2, clamped at 0), B = `ComputeOptions.block_size` capped by a working-memory budget
-(`memory_mib`, default 1 GiB; `plan_blocks`). Squared distances are compared with squared radii (same ordering, no
-square roots). Distances between bit-identical rows (self pairs, exact duplicates, a generated row equal to a real
-one) are set to exactly 0, as a direct computation gives (rows are matched by hash and verified exactly, about a
-second per 100k rows of 4096 floats). Features are translated so that the real row nearest to the real mean becomes
-the origin, which shrinks the norms, and so the cancellation error of the expansion, while keeping grid-valued
-(e.g. integer) features exact.
+(`ComputeOptions.memory_mib`, default 1 GiB; `plan_blocks`). Squared distances are compared with squared radii (same
+ordering, no square roots). Distances between bit-identical rows (self pairs, exact duplicates, a generated row
+equal to a real one) are set to exactly 0, as a direct computation gives (rows are matched by hash and verified
+exactly, about a second per 100k rows of 4096 floats). Features are translated so that the real row nearest to the
+real mean becomes the origin, which shrinks the norms, and so the cancellation error of the expansion, while keeping
+grid-valued (e.g. integer) features exact.
 
 Memory: the inputs are read in place; each block of rows is translated into a reused [B, D] buffer when it is needed
 (float32 inputs in one float32 subtraction, bit-identical to the float64 route), distances go to one reused [B, B]
@@ -49,7 +49,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from sgeval.metrics.registry import ComputeOptions, check_same_dim, feature_matrix, register_metric
+from sgeval.metrics.registry import (
+    DEFAULT_MEMORY_MIB,
+    ComputeOptions,
+    check_same_dim,
+    feature_matrix,
+    register_metric,
+)
 
 __all__ = [
     "DEFAULT_BLOCK_MEMORY_MIB",
@@ -70,7 +76,7 @@ DistanceDtype = Literal["float32", "float64"]
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _ITEMSIZE = {"float32": 4, "float64": 8}
 
-DEFAULT_BLOCK_MEMORY_MIB = 1024.0  # working-memory budget of the blocked passes (see `plan_blocks`)
+DEFAULT_BLOCK_MEMORY_MIB = DEFAULT_MEMORY_MIB  # working-memory budget of the blocked passes (`plan_blocks`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,21 +199,22 @@ def plan_blocks(
     dim: int,
     distance_dtype: str = "float32",
     options: ComputeOptions | None = None,
-    memory_mib: float = DEFAULT_BLOCK_MEMORY_MIB,
+    memory_mib: float | None = None,
 ) -> BlockPlan:
     """Block size for two sets of num_gen and num_real rows of dim features within a working-memory budget.
 
-    Of `memory_mib`, less the small fixed costs, 7/8 go to the distance block and the two feature blocks: B is the
-    largest size <= `options.block_size` (and <= the larger set) that fits there; the last eighth bounds the
-    comparison temporaries, which sets `chunk_rows`. Budgets below the fixed costs and the set-up (about 0.6 KB per
-    row plus 8192 D bytes) cannot be met: `working_bytes` then exceeds them (blocks keep at least 32 rows and
-    chunks 16, unless `options.block_size` is smaller).
+    Of `memory_mib` (None: `options.memory_mib`, 1 GiB by default), less the small fixed costs, 7/8 go to the
+    distance block and the two feature blocks: B is the largest size <= `options.block_size` (and <= the larger
+    set) that fits there; the last eighth bounds the comparison temporaries, which sets `chunk_rows`. Budgets
+    below the fixed costs and the set-up (about 0.6 KB per row plus 8192 D bytes) cannot be met: `working_bytes`
+    then exceeds them (blocks keep at least 32 rows and chunks 16, unless `options.block_size` is smaller).
     At the default 1 GiB, float32 and D = 4096 that is B = 10,000 (the default block size; 841 MiB planned for
     50k + 50k rows); float64 gives B = 7,379. The plan changes the tiling only, never a result beyond float round-off
     (tests check block-size independence).
     """
     options = options or ComputeOptions()
     _check_settings(1, distance_dtype)
+    memory_mib = options.memory_mib if memory_mib is None else memory_mib
     if not memory_mib > 0:
         raise ValueError(f"memory_mib must be a positive number of MiB, got {memory_mib}")
     itemsize = _ITEMSIZE[distance_dtype]
@@ -502,7 +509,7 @@ def _ball_counts(
 
 def _manifold_counts(
     gen: Any, real: Any, k: int, distance_dtype: str, options: ComputeOptions | None, strict: bool,
-    memory_mib: float,
+    memory_mib: float | None,
 ) -> tuple[_BallCounts, int, int]:
     """Validate inputs, build k-NN radii of both sets and run the ball pass; returns (counts, M, N)."""
     options = options or ComputeOptions()
@@ -529,12 +536,12 @@ def knn_radii(
     k: int,
     distance_dtype: DistanceDtype = "float32",
     options: ComputeOptions | None = None,
-    memory_mib: float = DEFAULT_BLOCK_MEMORY_MIB,
+    memory_mib: float | None = None,
 ) -> np.ndarray:
     """Euclidean distance of every row of features [N, D] to its k-th nearest other row (self excluded).
 
     Returns [N] float64, in feature units. Exact duplicates count as neighbours at distance 0. `memory_mib` bounds
-    the working memory (see `plan_blocks`).
+    the working memory (None: `options.memory_mib`; see `plan_blocks`).
     """
     options = options or ComputeOptions()
     _check_settings(k, distance_dtype)
@@ -555,7 +562,7 @@ def precision_recall(
     k: int = 3,
     distance_dtype: DistanceDtype = "float32",
     options: ComputeOptions | None = None,
-    memory_mib: float = DEFAULT_BLOCK_MEMORY_MIB,
+    memory_mib: float | None = None,
 ) -> PrecisionRecall:
     """Improved precision and recall (Kynkäänniemi et al. 2019) of generated vs real features.
 
@@ -564,9 +571,9 @@ def precision_recall(
         real: real features [N, D].
         k: neighbourhood size (3 in pr50k3).
         distance_dtype: "float32" or "float64" distance arithmetic.
-        options: device and block size (never change the result).
+        options: device, block size and memory budget (never change the result).
         memory_mib: working-memory budget beyond the inputs, caps the block size (`plan_blocks`; never changes
-            the result). The default 1 GiB keeps 10,000-row blocks at D = 4096.
+            the result); None takes `options.memory_mib`, whose default 1 GiB keeps 10,000-row blocks at D = 4096.
     """
     counts, num_gen, num_real = _manifold_counts(gen, real, k, distance_dtype, options, False, memory_mib)
     return PrecisionRecall(
@@ -584,7 +591,7 @@ def density_coverage(
     k: int = 5,
     distance_dtype: DistanceDtype = "float32",
     options: ComputeOptions | None = None,
-    memory_mib: float = DEFAULT_BLOCK_MEMORY_MIB,
+    memory_mib: float | None = None,
 ) -> DensityCoverage:
     """prdc precision, recall, density and coverage (Naeem et al. 2020) of generated vs real features.
 

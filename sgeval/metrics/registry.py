@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MEMORY_MIB",
     "ComputeOptions",
     "MetricSpec",
     "feature_matrix",
@@ -34,6 +35,9 @@ FeatureNeed = Literal["features", "statistics", "none"]
 MetricFn = Callable[..., dict[str, float]]
 
 
+DEFAULT_MEMORY_MIB = 1024.0  # ComputeOptions.memory_mib: 10,000-row blocks at D = 4096 in float32
+
+
 @dataclasses.dataclass(frozen=True)
 class ComputeOptions:
     """Run-time options of a metric computation; none of them is part of a protocol.
@@ -44,11 +48,15 @@ class ComputeOptions:
 
     seed: int = 0  # seed of numpy's default_rng for metrics that sample (KID subsets)
     device: str = "cpu"  # torch device for blocked pairwise distances ("cpu", "cuda", "cuda:1")
-    block_size: int = 10_000  # rows and columns per pairwise-distance block (P&R, density/coverage)
+    block_size: int = 10_000  # rows and columns per pairwise-distance block (P&R, density/coverage), at most
+    memory_mib: float = DEFAULT_MEMORY_MIB  # working-memory budget of the blocked distance passes beyond the
+    # inputs; caps the block size (sgeval.metrics.precision_recall.plan_blocks)
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
             raise ValueError(f"block_size must be a positive number of rows, got {self.block_size}")
+        if not self.memory_mib > 0:
+            raise ValueError(f"memory_mib must be a positive number of MiB, got {self.memory_mib}")
 
 
 @dataclasses.dataclass(frozen=True)

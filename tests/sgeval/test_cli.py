@@ -100,6 +100,18 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, inception_weights_file: Pat
     assert wrong_family.exit_code == 2 and "fid50k_full" in wrong_family.output
 
 
+def test_memory_budget_option_reaches_the_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sgeval.runner
+
+    images = write_folder(tmp_path / "images", random_images(4, 16))
+    calls: list[dict] = []
+    monkeypatch.setattr(sgeval.runner, "evaluate_many", lambda *args, **kwargs: calls.append(kwargs) or [])
+    assert _invoke("pr", images, "--data", images, "--memory-mib", "64").exit_code == 0
+    assert _invoke("pr", images, "--data", images).exit_code == 0
+    assert [call["memory_mib"] for call in calls] == [64.0, None]  # None: the runner's default budget
+    assert _invoke("pr", images, "--data", images, "--memory-mib", "0").exit_code == 2  # a usage error
+
+
 def test_list_shows_registries() -> None:
     result = _invoke("list")
     assert result.exit_code == 0, result.output

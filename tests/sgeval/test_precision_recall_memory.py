@@ -62,9 +62,20 @@ def test_plan_stays_within_the_budget(dtype: str, dim: int, num: int) -> None:
     assert on_gpu.held_rows == 2 * num and on_gpu.block_rows == plan_blocks(num, num, dim, dtype).block_rows
 
 
+def test_the_budget_comes_from_the_compute_options() -> None:
+    small = ComputeOptions(memory_mib=256)
+    assert ComputeOptions().memory_mib == DEFAULT_BLOCK_MEMORY_MIB == 1024
+    assert plan_blocks(50_000, 50_000, 4096, options=small) == plan_blocks(50_000, 50_000, 4096, memory_mib=256)
+    assert plan_blocks(50_000, 50_000, 4096, options=small).block_rows < 10_000
+    # an explicit argument wins over the options
+    assert plan_blocks(50_000, 50_000, 4096, options=small, memory_mib=1024) == plan_blocks(50_000, 50_000, 4096)
+
+
 def test_bad_budget() -> None:
     with pytest.raises(ValueError, match="memory_mib"):
         plan_blocks(10, 10, 4, memory_mib=0)
+    with pytest.raises(ValueError, match="memory_mib"):
+        ComputeOptions(memory_mib=-1)
     with pytest.raises(ValueError, match="distance_dtype"):
         plan_blocks(10, 10, 4, "float16")
 

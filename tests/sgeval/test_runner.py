@@ -162,6 +162,25 @@ def test_precision_recall_protocols_run_on_rows(folders: tuple[Path, Path], extr
     assert prdc.values["coverage"] == density_coverage(gen, real, k=5).coverage
 
 
+def test_memory_budget_reaches_the_metric_and_changes_no_value(folders: tuple[Path, Path], extractor: FakeExtractor,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from sgeval.metrics import precision_recall as module
+
+    budgets = []
+    original = module.plan_blocks
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        plan = original(*args, **kwargs)
+        budgets.append(args[4].memory_mib)  # the options the runner passed
+        return plan
+
+    monkeypatch.setattr(module, "plan_blocks", spy)
+    default, = evaluate_many(["pr50k3_full"], folders[0], folders[1], cache=False, progress=False)
+    tiny, = evaluate_many(["pr50k3_full"], folders[0], folders[1], cache=False, progress=False, memory_mib=0.01)
+    assert budgets == [1024.0, 0.01]
+    assert tiny.values == default.values
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Conditional generators: labels of random reference items (metrics_spec.md section 1.2)
 
