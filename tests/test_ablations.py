@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.ablations.config import SCALES, SUITES, suite_rows
+from benchmarks.ablations.config import ROWS, SCALES, SUITES, suite_rows
 from benchmarks.ablations.report import paper_values, trend_verdict, write_suite_report
 from benchmarks.ablations.run import run_suites
 from benchmarks.ablations.stick import prepare_stick
@@ -80,11 +80,29 @@ def test_trend_verdicts_from_seed_values() -> None:
     assert trend_verdict(pd.DataFrame(noisy), trend)["verdict"] == "inconclusive"
 
 
-def test_paper_values_cover_tables_2_and_3() -> None:
+def test_paper_values_cover_tables_2_to_4() -> None:
     table2, table3 = paper_values(SUITES["mixing"]), paper_values(SUITES["noise"])
+    table4 = paper_values(SUITES["mapping"])
     assert table2[("E-mix0", "fd_4")] == 17.41 and table2[("F-mix90", "fd_1")] == 4.40
     assert table3[("B-traditional", "ls")] == 10.78 and table3[("E-mix0", "ppl_full")] == 200.5
     assert len(table2) == 16 and len(table3) == 15
+    # every row has FD, both path lengths and separability; Traditional 8 in W (its row's space), not in Z
+    assert len(table4) == 6 * 4 and table4[("B-map8", "ppl_full")] == 324.5 and table4[("F-map0", "fd")] == 5.06
+    assert table4[("F-map8", "ls")] == 3.79 and table4[("B-traditional", "fd")] == 5.25
+
+
+def test_mapping_rows_build_the_depths_they_name() -> None:
+    from sgmodels.presets import build_networks
+
+    for key in SUITES["mapping"].rows:
+        row = ROWS[key]
+        network_overrides = {name: value for name, value in row.overrides.items() if name != "mixing"}
+        G, _D, _ = build_networks(row.arch, "cpu16", **network_overrides)
+        layers = row.overrides.get("map_layers", 0)
+        mapping = getattr(G, "mapping", None)
+        assert (mapping is not None) == (row.arch == "stylegan" or layers > 0), key
+        assert mapping is None or mapping.num_layers == layers, key
+        assert row.space == ("w" if layers else "z"), key
 
 
 def test_finished_records_lists_only_runs_that_reached_the_budget(tmp_path: Path) -> None:
