@@ -105,6 +105,21 @@ def test_mapping_rows_build_the_depths_they_name() -> None:
         assert row.space == ("w" if layers else "z"), key
 
 
+def test_rows_that_train_the_same_configuration_share_their_runs() -> None:
+    from benchmarks.ablations.config import run_key, training_preset
+
+    cpu, paper = SCALES["cpu"], SCALES["paper"]
+    # the CPU presets map with 2 layers, the paper's config F with 8: Table 4's row of that depth is config F
+    assert run_key(ROWS["F-map2"], cpu) == "F-mix90" and run_key(ROWS["F-map8"], cpu) == "F-map8"
+    assert run_key(ROWS["F-map8"], paper) == "F-mix90" and run_key(ROWS["F-map2"], paper) == "F-map2"
+    assert run_key(ROWS["E-mix0"], cpu) == "E-mix0"  # other settings differ: a run of its own
+    # sgmodels has no paper-size `traditional` preset: the paper's traditional rows train StyleGAN's config B
+    assert training_preset(ROWS["B-traditional"], paper) == ("stylegan", "b")
+    assert training_preset(ROWS["B-traditional"], cpu) == ("traditional", "cpu16")
+    for scale in SCALES.values():  # every row is a valid configuration at every scale
+        assert {run_key(row, scale) for row in ROWS.values()} <= set(ROWS)
+
+
 def test_finished_records_lists_only_runs_that_reached_the_budget(tmp_path: Path) -> None:
     from benchmarks.ablations.run import finished_records
 

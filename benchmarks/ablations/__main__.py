@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.ablations.config import FASHION_MNIST, SCALES, SUITES, Scale, suite_rows
+from benchmarks.ablations.config import FASHION_MNIST, SCALES, SUITES, Row, Scale, run_key, suite_rows, training_preset
 
 if TYPE_CHECKING:
     from benchmarks.ablations.run import RunRecord
@@ -79,16 +79,30 @@ def _dataset(args: argparse.Namespace, scale: Scale) -> Path:
 
 def _plan(suites: list[str], scale: Scale, data: Path | None) -> str:
     rows = suite_rows(suites)
+    described = [f"  {row.key:<16} {row.label:<40} {_trained_as(row, scale)}" for row in rows]  # checks every row
+    configurations = len({run_key(row, scale) for row in rows})
     lines = [f"scale {scale.name}: {scale.notes}",
-             f"data: {data or '(to be built)'}; {scale.seeds} seeds x {len(rows)} configurations = "
-             f"{scale.seeds * len(rows)} runs of {scale.kimg:g} kimg at {scale.resolution}x{scale.resolution}",
+             f"data: {data or '(to be built)'}; {len(rows)} rows, {configurations} configurations to train x "
+             f"{scale.seeds} seeds = {scale.seeds * configurations} runs of {scale.kimg:g} kimg at "
+             f"{scale.resolution}x{scale.resolution}",
              f"measuring stick: {scale.stick}; {scale.num_gen} generated images / PPL pairs, {scale.num_ls} "
              "separability samples"]
-    lines += [f"  {row.key:<16} {row.label:<28} {row.describe()}" for row in rows]
+    lines += described
     if scale.stick == "official":
         lines.append("weights: inception-v3-tf (FID), lpips-vgg16-nvidia = vgg16.pt (PPL), CelebA-HQ attribute "
                      "classifiers (separability); `sgeval weights list` shows where they are looked for")
     return "\n".join(lines)
+
+
+def _trained_as(row: Row, scale: Scale) -> str:
+    """The preset a row trains with at this scale, or the row whose runs it shares; checks the configuration."""
+    try:
+        key = run_key(row, scale)
+    except ValueError as error:
+        raise SystemExit(f"{row.key} cannot be trained at the {scale.name} scale: {error}") from None
+    arch, config = training_preset(row, scale)
+    described = row.describe().replace(row.arch, f"{arch}-{config}", 1)
+    return described if key == row.key else f"{described}: the runs of {key}"
 
 
 def _figures(records: Sequence[RunRecord], out: Path) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROWS", "SCALES", "SUITES", "Row", "Scale", "Suite", "suite_rows"]
+__all__ = ["ROWS", "SCALES", "SUITES", "Row", "Scale", "Suite", "run_key", "suite_rows", "training_preset"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +107,7 @@ class Scale:
 
     name: str  # "cpu", "quick", "paper"
     resolution: int  # training resolution (a preset `cpu<R>` or the paper's)
-    preset_config: str  # sgmodels preset config of every row ("cpu32", "f")
+    preset_config: str  # sgmodels preset config of every row ("cpu32", "f"; see `training_preset`)
     kimg: float  # training length of every run
     seeds: int  # runs per row
     batch: int | None  # training batch (None: the preset's)
@@ -120,9 +120,39 @@ class Scale:
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # preset overrides of every row
     detector_options: tuple[str, ...] = ()  # extra options of `sgeval detector train`
     classifier_options: tuple[str, ...] = ()  # extra options of `sgeval classifiers train`
+    traditional_preset: tuple[str, str] | None = None  # (arch, config) of the traditional rows when sgmodels has no
+    # `traditional` preset at this scale (the paper's: StyleGAN's config B, `stylegan-b`)
 
     def with_changes(self, **changes: Any) -> Scale:
         return dataclasses.replace(self, **changes)
+
+
+def training_preset(row: Row, scale: Scale) -> tuple[str, str]:
+    """(sgmodels arch, preset config) a row trains with at a scale."""
+    if row.arch == "traditional" and scale.traditional_preset is not None:
+        return scale.traditional_preset
+    return row.arch, scale.preset_config
+
+
+def _effective_configuration(row: Row, scale: Scale) -> tuple[Any, ...]:
+    """What a run of this row at this scale trains: the preset after every override (ValueError when invalid)."""
+    from sgmodels.presets import apply_overrides, get_preset
+
+    arch, config = training_preset(row, scale)
+    overrides = {**scale.overrides, **row.overrides}
+    if scale.batch is not None:
+        overrides["batch"] = scale.batch
+    network, training = apply_overrides(get_preset(arch, config), overrides)
+    return arch, network, sorted(training.items(), key=lambda item: item[0])
+
+
+def run_key(row: Row, scale: Scale) -> str:
+    """The row whose run folders hold this row's runs at this scale: the first row of ROWS that trains exactly the
+    same configuration. Rows that name a setting the scale's preset already has share runs: at the CPU scale the
+    presets map with 2 layers, so Table 4's `F-map2` is `F-mix90`; at the paper's, `F-map8` is. Nothing is trained
+    twice (at the paper's scale a run is a week on 8 GPUs)."""
+    configuration = _effective_configuration(row, scale)
+    return next(other.key for other in ROWS.values() if _effective_configuration(other, scale) == configuration)
 
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -140,5 +170,6 @@ SCALES: dict[str, Scale] = {scale.name: scale for scale in [
           "smoke run: 16x16, 2 kimg, one seed; the numbers say nothing, the pipeline is exercised", _FLAT,
           ("--max-items", "3000", "--epochs", "1"), ("--max-items", "3000", "--epochs", "1")),
     Scale("paper", 1024, "f", 25_000.0, 1, None, 50_000, 200_000, (1, 2, 3, 4), "official", 100.0,
-          "the paper's setting (FFHQ 1024x1024, 8 GPUs, official Inception, vgg16.pt and CelebA-HQ classifiers)"),
+          "the paper's setting (FFHQ 1024x1024, 8 GPUs, official Inception, vgg16.pt and CelebA-HQ classifiers)",
+          traditional_preset=("stylegan", "b")),
 ]}

@@ -9,7 +9,8 @@ Every step can be interrupted (`kill -9` included) and re-run with the same comm
   leaves no half line, and sampled features / distances come back from the cache.
 
 Run directories: `<out>/runs/<row>-seed<k>/<sgmodels run>/`, one sgmodels run each, so rows shared by several suites
-(config E is in Tables 2 and 3) are trained once.
+(config E is in Tables 2 and 3) are trained once, and so are rows that train the same configuration at a scale
+(`config.run_key`: Table 4's 2-layer row is config F at the CPU scale).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ablations.config import SUITES, Row, Scale, suite_rows
+from benchmarks.ablations.config import SUITES, Row, Scale, run_key, suite_rows, training_preset
 from benchmarks.ablations.stick import MeasuringStick
 
-__all__ = ["RunRecord", "evaluate_run", "final_snapshot", "finished_records", "run_suites", "train_run"]
+__all__ = ["RunRecord", "evaluate_run", "final_snapshot", "finished_records", "run_folder", "run_suites", "train_run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +68,8 @@ def train_run(row: Row, seed: int, scale: Scale, data: Path, outdir: Path) -> tu
     overrides = {**scale.overrides, **row.overrides}
     if scale.batch is not None:
         overrides["batch"] = scale.batch
-    options = TrainOptions(data=str(data), outdir=str(outdir), arch=row.arch, config=scale.preset_config,
+    arch, config = training_preset(row, scale)
+    options = TrainOptions(data=str(data), outdir=str(outdir), arch=arch, config=config,
                            kimg=scale.kimg, seed=seed, overrides=overrides, resume="latest",
                            tick_kimg=scale.tick_kimg, snap=1, progress=False)
     started = time.perf_counter()
@@ -106,13 +108,18 @@ def evaluate_run(row: Row, snapshot: Path, protocols: Sequence[str], stick: Meas
     return time.perf_counter() - started
 
 
+def run_folder(out: Path, row: Row, seed: int, scale: Scale) -> Path:
+    """`<out>/runs/<key>-seed<k>`, where key is the first row that trains the same configuration (`run_key`)."""
+    return out / "runs" / f"{run_key(row, scale)}-seed{seed}"
+
+
 def finished_records(suites: Sequence[str], scale: Scale, out: Path) -> list[RunRecord]:
     """The runs of the suites that have reached the scale's kimg, without training or evaluating anything (for a
     report of a suite that is still running, or was interrupted: missing runs are simply absent)."""
     records = []
     for row in suite_rows(list(suites)):
         for seed in range(scale.seeds):
-            snapshot = final_snapshot(out / "runs" / f"{row.key}-seed{seed}", scale.kimg)
+            snapshot = final_snapshot(run_folder(out, row, seed, scale), scale.kimg)
             if snapshot is not None:
                 records.append(RunRecord(row, seed, snapshot.parent, snapshot, 0.0, 0.0))
     return records
@@ -125,8 +132,9 @@ def run_suites(suites: Sequence[str], scale: Scale, data: Path, out: Path, stick
     rows = suite_rows(list(suites))
     total = len(rows) * scale.seeds
     for index, (row, seed) in enumerate(((row, seed) for row in rows for seed in range(scale.seeds)), start=1):
-        outdir = out / "runs" / f"{row.key}-seed{seed}"
-        _log(f"{index}/{total} {row.key} seed {seed}: {row.describe()}")
+        outdir = run_folder(out, row, seed, scale)
+        shared = "" if outdir.name.startswith(f"{row.key}-seed") else f" (the runs of {run_key(row, scale)})"
+        _log(f"{index}/{total} {row.key} seed {seed}: {row.describe()}{shared}")
         snapshot, trained = train_run(row, seed, scale, data, outdir)
         protocols = stick.protocols_for(row, [SUITES[name] for name in suites if row.key in SUITES[name].rows],
                                         scale)
