@@ -120,6 +120,16 @@ def test_rows_that_train_the_same_configuration_share_their_runs() -> None:
         assert {run_key(row, scale) for row in ROWS.values()} <= set(ROWS)
 
 
+def test_paper_dry_run_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.ablations.__main__ import main
+
+    main(["--scale", "paper", "--dry-run", "--data", str(tmp_path / "ffhq.zip")])
+    plan = capsys.readouterr().out
+    assert "14 rows, 13 configurations to train x 1 seeds = 13 runs of 25000 kimg at 1024x1024" in plan
+    assert "stylegan-b (map_layers=8)" in plan and "map_layers=8): the runs of F-mix90" in plan
+    assert "vgg16.pt" in plan
+
+
 def test_finished_records_lists_only_runs_that_reached_the_budget(tmp_path: Path) -> None:
     from benchmarks.ablations.run import finished_records
 
