@@ -132,8 +132,8 @@ def run_suites(suites: Sequence[str], scale: Scale, data: Path, out: Path, stick
     rows = suite_rows(list(suites))
     total = len(rows) * scale.seeds
     for index, (row, seed) in enumerate(((row, seed) for row in rows for seed in range(scale.seeds)), start=1):
-        outdir = run_folder(out, row, seed, scale)
-        shared = "" if outdir.name.startswith(f"{row.key}-seed") else f" (the runs of {run_key(row, scale)})"
+        outdir, key = run_folder(out, row, seed, scale), run_key(row, scale)
+        shared = "" if key == row.key else f" (the runs of {key})"
         _log(f"{index}/{total} {row.key} seed {seed}: {row.describe()}{shared}")
         snapshot, trained = train_run(row, seed, scale, data, outdir)
         protocols = stick.protocols_for(row, [SUITES[name] for name in suites if row.key in SUITES[name].rows],
