@@ -16,10 +16,24 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import scipy.linalg
 import torch
 
 from benchmarks.common import he_random_state  # the benchmarks' random weights, shared (re-exported)
 from sgeval.features.base import FeatureExtractor
+
+
+def random_spd(rng: np.random.Generator, dim: int, samples: int) -> np.ndarray:
+    """Covariance of `samples` random correlated rows: SPD when samples > dim, with realistic conditioning."""
+    mixing = rng.standard_normal((dim, dim)) / np.sqrt(dim)
+    rows = rng.standard_normal((samples, dim)) @ mixing * rng.uniform(0.1, 3.0, size=dim)
+    return np.cov(rows, rowvar=False)
+
+
+def sqrtm_fid(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """The official FID formula with scipy's general matrix square root (pytorch-fid / clean-fid / NVIDIA)."""
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    return float(np.real(np.square(mu1 - mu2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)))
 
 
 def random_images(count: int, size: int = 16, channels: int = 3, seed: int = 0) -> list[np.ndarray]:

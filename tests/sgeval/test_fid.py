@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.linalg
 
 from sgeval.metrics.fid import (
     FIDSettings,
@@ -20,18 +19,7 @@ from sgeval.metrics.fid import (
 )
 from sgeval.metrics.registry import ComputeOptions, get_metric
 
-
-def _random_spd(rng: np.random.Generator, dim: int, samples: int) -> np.ndarray:
-    """Covariance of `samples` random correlated rows: SPD, with realistic conditioning."""
-    mixing = rng.standard_normal((dim, dim)) / np.sqrt(dim)
-    rows = rng.standard_normal((samples, dim)) @ mixing * rng.uniform(0.1, 3.0, size=dim)
-    return np.cov(rows, rowvar=False)
-
-
-def _sqrtm_reference(mu1, sigma1, mu2, sigma2) -> float:
-    """The official formula with scipy's general matrix square root (no `disp` flag)."""
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    return float(np.real(np.square(mu1 - mu2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)))
+from .conftest import random_spd, sqrtm_fid
 
 
 @dataclasses.dataclass
@@ -46,7 +34,7 @@ class _Stats:
 
 def test_identical_statistics_give_zero() -> None:
     rng = np.random.default_rng(0)
-    sigma = _random_spd(rng, 64, 500)
+    sigma = random_spd(rng, 64, 500)
     mu = rng.standard_normal(64)
     assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-9 * np.trace(sigma)
 
@@ -59,7 +47,7 @@ def test_identical_feature_sets_give_zero() -> None:
 
 def test_equal_covariances_give_squared_mean_distance() -> None:
     rng = np.random.default_rng(2)
-    sigma = _random_spd(rng, 32, 400)
+    sigma = random_spd(rng, 32, 400)
     mu1, mu2 = rng.standard_normal(32), rng.standard_normal(32)
     expected = float(np.square(mu1 - mu2).sum())
     assert frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(expected, rel=1e-9, abs=1e-9)
@@ -67,7 +55,7 @@ def test_equal_covariances_give_squared_mean_distance() -> None:
 
 def test_mean_shift_adds_squared_norm() -> None:
     rng = np.random.default_rng(3)
-    sigma1, sigma2 = _random_spd(rng, 24, 300), _random_spd(rng, 24, 300)
+    sigma1, sigma2 = random_spd(rng, 24, 300), random_spd(rng, 24, 300)
     mu = rng.standard_normal(24)
     shift = rng.standard_normal(24)
     base = frechet_distance(mu, sigma1, mu, sigma2)
@@ -88,13 +76,13 @@ def test_two_gaussian_samples_match_the_analytic_expectation(dim: int, num: int,
 
 
 @pytest.mark.parametrize("dim", [2, 16, 128])
-def test_agrees_with_scipy_sqrtm_reference(dim: int) -> None:
+def test_agrees_with_scipysqrtm_fid(dim: int) -> None:
     rng = np.random.default_rng(dim)
     for _ in range(3):
         mu1, mu2 = rng.standard_normal(dim), rng.standard_normal(dim)
-        sigma1, sigma2 = _random_spd(rng, dim, 4 * dim), _random_spd(rng, dim, 4 * dim)
+        sigma1, sigma2 = random_spd(rng, dim, 4 * dim), random_spd(rng, dim, 4 * dim)
         ours = frechet_distance(mu1, sigma1, mu2, sigma2)
-        assert ours == pytest.approx(_sqrtm_reference(mu1, sigma1, mu2, sigma2), rel=1e-8)
+        assert ours == pytest.approx(sqrtm_fid(mu1, sigma1, mu2, sigma2), rel=1e-8)
 
 
 def test_trace_sqrt_product_of_commuting_diagonal_matrices() -> None:
@@ -108,7 +96,7 @@ def test_singular_covariance_warns_and_stays_finite() -> None:
     with pytest.warns(SingularCovarianceWarning, match="10 samples of 32-d"):
         value = fid(gen, real, FIDSettings(cov_ddof=1))["fid"]
     assert np.isfinite(value)
-    scipy_value = _sqrtm_reference(*feature_statistics(gen, 1), *feature_statistics(real, 1))
+    scipy_value = sqrtm_fid(*feature_statistics(gen, 1), *feature_statistics(real, 1))
     assert value == pytest.approx(scipy_value, rel=1e-6)
 
 

@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.linalg
 
 from sgeval.metrics import FrechetReference as ExportedReference
 from sgeval.metrics.fid import (
@@ -20,12 +19,7 @@ from sgeval.metrics.fid import (
     trace_sqrt_product,
 )
 
-
-def _random_spd(rng: np.random.Generator, dim: int, samples: int) -> np.ndarray:
-    """Covariance of `samples` random correlated rows: SPD when samples > dim, with realistic conditioning."""
-    mixing = rng.standard_normal((dim, dim)) / np.sqrt(dim)
-    rows = rng.standard_normal((samples, dim)) @ mixing * rng.uniform(0.1, 3.0, size=dim)
-    return np.cov(rows, rowvar=False)
+from .conftest import random_spd, sqrtm_fid
 
 
 def _spd_with_condition(rng: np.random.Generator, dim: int, condition: float) -> np.ndarray:
@@ -33,12 +27,6 @@ def _spd_with_condition(rng: np.random.Generator, dim: int, condition: float) ->
     q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
     sigma = (q * np.logspace(0.0, -np.log10(condition), dim)) @ q.T
     return (sigma + sigma.T) / 2
-
-
-def _sqrtm_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """The official formula with scipy's general matrix square root (pytorch-fid / clean-fid / NVIDIA)."""
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    return float(np.real(np.square(mu1 - mu2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)))
 
 
 def _previous_trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
@@ -50,21 +38,21 @@ def _previous_trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> floa
 
 
 def _stats(rng: np.random.Generator, dim: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
-    return rng.standard_normal(dim), _random_spd(rng, dim, samples)
+    return rng.standard_normal(dim), random_spd(rng, dim, samples)
 
 
 # -- closed forms -------------------------------------------------------------------------------------------------
 
 
 def test_inverse_covariances_give_the_dimension() -> None:
-    sigma = _random_spd(np.random.default_rng(0), 40, 200)
+    sigma = random_spd(np.random.default_rng(0), 40, 200)
     assert trace_sqrt_product(sigma, np.linalg.inv(sigma)) == pytest.approx(40.0, rel=1e-9)
 
 
 def test_scaled_covariance_has_the_closed_form_distance() -> None:
     # sigma2 = c sigma1 and equal means: FID = Tr(S) + c Tr(S) - 2 sqrt(c) Tr(S) = (1 - sqrt(c))^2 Tr(S).
     rng = np.random.default_rng(1)
-    sigma, mu = _random_spd(rng, 50, 300), rng.standard_normal(50)
+    sigma, mu = random_spd(rng, 50, 300), rng.standard_normal(50)
     for scale in (0.25, 1.0, 4.0):
         expected = (1.0 - np.sqrt(scale)) ** 2 * np.trace(sigma)
         assert frechet_distance(mu, sigma, mu, scale * sigma) == pytest.approx(expected, rel=1e-9, abs=1e-9)
@@ -97,10 +85,10 @@ def test_tiny_dimensions() -> None:
 
 
 @pytest.mark.parametrize("dim", [64, 128, 256])
-def test_equals_the_scipy_sqrtm_route_on_random_spd(dim: int) -> None:
+def test_equals_the_scipy_sqrtm_route_onrandom_spd(dim: int) -> None:
     rng = np.random.default_rng(10 + dim)
     (mu1, sigma1), (mu2, sigma2) = _stats(rng, dim, 3 * dim), _stats(rng, dim, 3 * dim)
-    scipy_value = _sqrtm_distance(mu1, sigma1, mu2, sigma2)
+    scipy_value = sqrtm_fid(mu1, sigma1, mu2, sigma2)
     assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(scipy_value, rel=1e-6)
     assert FrechetReference(mu2, sigma2).distance(mu1, sigma1) == pytest.approx(scipy_value, rel=1e-6)
 
@@ -108,7 +96,7 @@ def test_equals_the_scipy_sqrtm_route_on_random_spd(dim: int) -> None:
 @pytest.mark.parametrize("dim", [16, 100, 256])
 def test_equals_the_previous_eigh_route_on_well_conditioned_inputs(dim: int) -> None:
     rng = np.random.default_rng(20 + dim)
-    sigma1, sigma2 = _random_spd(rng, dim, 4 * dim), _random_spd(rng, dim, 4 * dim)
+    sigma1, sigma2 = random_spd(rng, dim, 4 * dim), random_spd(rng, dim, 4 * dim)
     previous = _previous_trace_sqrt_product(sigma1, sigma2)
     assert trace_sqrt_product(sigma1, sigma2) == pytest.approx(previous, rel=1e-11)
     mu1, mu2 = rng.standard_normal(dim), rng.standard_normal(dim)
@@ -136,7 +124,7 @@ def test_accurate_on_ill_conditioned_covariances(condition: float) -> None:
 
 def test_argument_order_does_not_matter() -> None:
     rng = np.random.default_rng(3)
-    sigma1, sigma2 = _random_spd(rng, 80, 300), _random_spd(rng, 80, 300)
+    sigma1, sigma2 = random_spd(rng, 80, 300), random_spd(rng, 80, 300)
     assert trace_sqrt_product(sigma1, sigma2) == pytest.approx(trace_sqrt_product(sigma2, sigma1), rel=1e-12)
 
 
@@ -153,7 +141,7 @@ def test_singular_reference_falls_back_and_matches_scipy() -> None:
         mu_gen, sigma_gen = feature_statistics(rng.standard_normal((samples, dim)) * 1.2 + 0.3, ddof=1)
         value = reference.distance(mu_gen, sigma_gen)
         assert value == frechet_distance(mu_gen, sigma_gen, mu_real, sigma_real)
-        assert value == pytest.approx(_sqrtm_distance(mu_gen, sigma_gen, mu_real, sigma_real), rel=1e-6)
+        assert value == pytest.approx(sqrtm_fid(mu_gen, sigma_gen, mu_real, sigma_real), rel=1e-6)
         assert reference.distance(mu_gen, sigma_gen) == value  # again: nothing stale is kept
 
 
@@ -162,7 +150,7 @@ def test_both_singular_uses_the_eigh_route_and_stays_close_to_scipy() -> None:
     stats = [feature_statistics(rng.standard_normal((15, 40)) + shift, ddof=1) for shift in (0.0, 0.5)]
     value = frechet_distance(*stats[0], *stats[1])
     assert np.isfinite(value) and value > 0
-    assert value == pytest.approx(_sqrtm_distance(*stats[0], *stats[1]), rel=1e-6)
+    assert value == pytest.approx(sqrtm_fid(*stats[0], *stats[1]), rel=1e-6)
     assert FrechetReference(*stats[1]).distance(*stats[0]) == value
 
 
