@@ -236,10 +236,6 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return _trace_sqrt_with_reference(sigma2, _cholesky_factor(sigma2), sigma1)
 
 
-def _mean_term(mu1: np.ndarray, mu2: np.ndarray) -> float:
-    return float(np.square(mu1 - mu2).sum())
-
-
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
 
@@ -258,8 +254,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     _check_statistics(mu2, sigma2, "second distribution")
     if mu1.shape != mu2.shape:
         raise ValueError(f"the two distributions differ in dimension ({mu1.shape[0]} vs {mu2.shape[0]})")
-    mean_term = _mean_term(mu1, mu2)
-    return mean_term + float(np.trace(sigma1) + np.trace(sigma2)) - 2.0 * trace_sqrt_product(sigma1, sigma2)
+    return FrechetReference(mu2, sigma2).distance(mu1, sigma1)  # one spelling of the formula
 
 
 class FrechetReference:
@@ -341,7 +336,7 @@ class FrechetReference:
         _check_statistics(mu, sigma, "generated distribution")
         if mu.shape != self._mu.shape:
             raise ValueError(f"the two distributions differ in dimension ({mu.shape[0]} vs {self.dim})")
-        mean_term = _mean_term(mu, self._mu)
+        mean_term = float(np.square(mu - self._mu).sum())
         return mean_term + float(np.trace(sigma) + self._trace) - 2.0 * self.trace_sqrt_product(sigma)
 
     def __repr__(self) -> str:
