@@ -34,6 +34,7 @@ import numpy as np
 
 from sgeval.atomic import atomic_write_bytes, atomic_write_text, stale_temp_files, sweep_stale_temp_files
 from sgeval.featureset import FeatureSet, read_npz, sidecar_path
+from sgmodels.untrusted import read_json_file
 
 __all__ = ["CacheEntry", "CacheWriteWarning", "FeatureCache", "cache_command", "cache_key", "default_cache_root"]
 
@@ -159,7 +160,7 @@ class FeatureCache:
         if not sidecar.is_file() or not path.is_file():
             return None
         try:
-            header = json.loads(sidecar.read_text(encoding="utf-8"))
+            header = read_json_file(sidecar)
             if header.get("format") != ARRAYS_FORMAT or path.stat().st_size != header.get("npz_bytes"):
                 raise ValueError("not a complete array entry")
             return read_npz(path, tuple(header["arrays"]))
@@ -234,7 +235,7 @@ class FeatureCache:
 
     def _entry(self, sidecar: Path) -> CacheEntry | None:
         try:
-            header = json.loads(sidecar.read_text(encoding="utf-8"))
+            header = read_json_file(sidecar)
         except (OSError, ValueError):
             return None
         cache = header.get("extra", {}).get("cache")

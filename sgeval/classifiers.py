@@ -47,6 +47,7 @@ import torch
 
 from sgeval.atomic import atomic_write_bytes, atomic_write_text
 from sgeval.samplers.ppl import box_downsample  # the official box filter (mean over f x f blocks)
+from sgmodels.untrusted import read_json_file
 
 __all__ = ["AttributeClassifier", "BaseClassifierSet", "ClassifierError", "ClassifierSet", "DecodedImages",
            "TrainOptions", "accuracy_rows", "attribute_loss", "attribute_targets", "channels_at_resolution",
@@ -472,9 +473,10 @@ def read_description(folder: PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise _missing(f"no classifiers in {location} (no {DESCRIPTION_FILE}, no {OFFICIAL_PATTERN})")
     try:
-        description = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ClassifierError(f"{path}: not valid JSON ({error})") from None
+        description = read_json_file(path)
+    except (OSError, ValueError) as error:
+        raise ClassifierError(str(error) if isinstance(error, ValueError) else f"{path}: cannot read ({error})") \
+            from None
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise ClassifierError(f"{path}: not an sgeval classifier description (format {FORMAT!r} expected)")
     architecture = checked_architecture(description.get("architecture"), str(path))

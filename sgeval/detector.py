@@ -67,6 +67,7 @@ from sgeval.classifiers import (
 )
 from sgeval.samplers.ppl import box_downsample
 from sgeval.weights import WeightsError
+from sgmodels.untrusted import read_json_file
 
 __all__ = ["DEFAULT_OPTIONS", "DESCRIPTION_FILE", "FORMAT", "RESIZE_POLICY", "WEIGHTS_FILE", "DetectorError",
            "DomainDetector", "accuracy_table", "detector_files", "feature_dim", "load_detector",
@@ -264,15 +265,16 @@ def read_detector_description(path: PathLike) -> dict[str, Any]:
     Raises:
         DetectorError: missing file, invalid JSON, another format, out-of-range architecture, wrong name count.
     """
-    import json
 
     weights, described = detector_files(path)
     if not described.is_file():
         raise DetectorError(f"no detector description {described} (for {weights}); {TRAIN_HINT}")
     try:
-        description = json.loads(described.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DetectorError(f"{described}: not valid JSON ({error})") from None
+        description = read_json_file(described)
+    except ValueError as error:
+        raise DetectorError(str(error)) from None
+    except OSError as error:
+        raise DetectorError(f"{described}: cannot read ({error})") from None
     _require(isinstance(description, dict) and description.get("format") == FORMAT, described,
              f"format {FORMAT!r} expected")
     try:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from sgeval.atomic import atomic_open, atomic_write_text
+from sgmodels.untrusted import read_json_file
 
 __all__ = ["FORMAT_NAME", "FeatureSet", "read_npz", "sidecar_path"]
 
@@ -268,7 +269,7 @@ class FeatureSet:
         target = Path(path)
         sidecar = sidecar_path(target)
         try:
-            header = json.loads(sidecar.read_text(encoding="utf-8"))
+            header = read_json_file(sidecar)
         except FileNotFoundError as error:
             raise ValueError(f"{target}: no sidecar {sidecar.name}; not an sgeval FeatureSet file") from error
         except (OSError, ValueError) as error:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sgeval.atomic import append_line
+from sgmodels.untrusted import load_json
 
 __all__ = [
     "RECORD_FORMAT",
@@ -282,7 +283,7 @@ def iter_results(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path
             if not line.strip():
                 continue
             try:
-                yield path, MetricResult.from_dict(json.loads(line))
+                yield path, MetricResult.from_dict(load_json(line, f"{path}:{number}"))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 where = "last line" if number == len(lines) else f"line {number}"
                 warnings.warn(

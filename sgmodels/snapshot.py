@@ -38,6 +38,7 @@ import torch
 from sgmodels.fileio import atomic_temp_path
 from sgmodels.finite import check_finite_weights
 from sgmodels.registry import build_network, describe_network
+from sgmodels.untrusted import load_json
 
 FORMAT_NAME = "sgmodels.snapshot"
 FORMAT_VERSION = 1
@@ -277,9 +278,9 @@ def _read_header(path: Path) -> dict[str, Any]:
     if raw is None:
         raise SnapshotError(f"{path} is a safetensors file but not an sgmodels snapshot (no {_HEADER_KEY!r} metadata)")
     try:
-        header = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SnapshotError(f"{path}: the snapshot header is not valid JSON: {exc}") from None
+        header = load_json(raw, f"{path}: the snapshot header")
+    except ValueError as exc:
+        raise SnapshotError(str(exc)) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise SnapshotError(f"{path}: header format is not {FORMAT_NAME!r}")
     version = header.get("format_version")

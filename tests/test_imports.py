@@ -1,5 +1,7 @@
 """Package boundaries: sgmodels must work without sgeval, and never import it; sgeval reaches sgmodels through one
-adapter module only (`sgeval/sources/sgmodels_adapter.py`)."""
+adapter module only (`sgeval/sources/sgmodels_adapter.py`), except for sgmodels' bottom-layer modules
+(`BOTTOM_LAYER`): standard-library-only helpers that both packages share (bounded readers of untrusted files), which
+any sgeval module may import directly."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTER = ROOT / "sgeval" / "sources" / "sgmodels_adapter.py"
+BOTTOM_LAYER = {"sgmodels.untrusted"}  # standard library only (checked below): importable from anywhere
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -23,9 +26,11 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def _imports_package(path: Path, package: str) -> bool:
-    """Whether `path` imports `package` or one of its modules anywhere (module level, functions, TYPE_CHECKING)."""
-    return any(name == package or name.startswith(f"{package}.") for name in _imported_modules(path))
+def _imports_package(path: Path, package: str, allowed: frozenset[str] = frozenset()) -> bool:
+    """Whether `path` imports `package` or one of its modules, other than `allowed` ones, anywhere (module level,
+    functions, TYPE_CHECKING)."""
+    return any((name == package or name.startswith(f"{package}.")) and name not in allowed
+               for name in _imported_modules(path))
 
 
 def test_sgmodels_sources_never_import_sgeval() -> None:
@@ -41,9 +46,18 @@ def test_only_the_adapter_of_sgeval_imports_sgmodels() -> None:
     modules = sorted((ROOT / "sgeval").rglob("*.py"))
     assert ADAPTER in modules
     offenders = [
-        str(path.relative_to(ROOT)) for path in modules if path != ADAPTER and _imports_package(path, "sgmodels")
+        str(path.relative_to(ROOT)) for path in modules
+        if path != ADAPTER and _imports_package(path, "sgmodels", frozenset(BOTTOM_LAYER))
     ]
     assert offenders == [], f"sgeval modules importing sgmodels other than through {ADAPTER.name}: {offenders}"
+
+
+def test_the_bottom_layer_needs_only_the_standard_library() -> None:
+    for module in sorted(BOTTOM_LAYER):
+        path = ROOT / (module.replace(".", "/") + ".py")
+        foreign = sorted(name for name in _imported_modules(path)
+                         if name.split(".")[0] not in sys.stdlib_module_names and name != "__future__")
+        assert foreign == [], f"{module} imports {foreign}; the bottom layer is standard library only"
 
 
 def test_the_adapter_is_light_and_cycle_free_for_low_level_modules() -> None:

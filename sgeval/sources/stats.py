@@ -32,6 +32,7 @@ import numpy as np
 
 from sgeval.atomic import atomic_open
 from sgeval.featureset import FeatureSet, read_npz, sidecar_path
+from sgmodels.untrusted import load_json
 
 __all__ = ["PROVENANCE_FORMAT", "NoProvenanceWarning", "StatisticsSource", "save_reference_statistics"]
 
@@ -122,10 +123,7 @@ class StatisticsSource:
         text = read_npz(self.path, (_PROVENANCE_KEY,)).get(_PROVENANCE_KEY)
         if text is None:
             return None
-        try:
-            record = json.loads(str(text))
-        except ValueError as error:
-            raise ValueError(f"{self.path}: unreadable provenance record ({error})") from error
+        record = load_json(str(text), f"{self.path}: the provenance record")
         if not isinstance(record, dict) or record.get("format") != PROVENANCE_FORMAT:
             raise ValueError(f"{self.path}: provenance of an unknown format {record.get('format')!r}; this sgeval "
                              f"reads {PROVENANCE_FORMAT!r}")

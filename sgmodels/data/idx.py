@@ -2,17 +2,21 @@
 
 An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of dimensions), then one big-endian
 uint32 per dimension, then the array in C order, big-endian. Files may be gzip-compressed; compression is detected
-from the content (the gzip magic bytes), not from the file name.
+from the content (the gzip magic bytes), not from the file name. A gzip stream is inflated only as far as its header
+says the array reaches (and at most as far as its compressed bytes can legitimately inflate), so a decompression
+bomb costs no more memory than the file's honest content would.
 """
 
 from __future__ import annotations
 
-import gzip
+import math
 import re
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from sgmodels.untrusted import DEFLATE_MAX_RATIO
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -38,35 +42,62 @@ def read_idx(path: str | Path) -> np.ndarray:
     or the data is shorter or longer than the header promises.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+    stream = _Stream(path, path.read_bytes())
+    head = stream.take(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
         raise ValueError(f"{path}: not an IDX file (the magic number must start with two zero bytes)")
-    type_code, ndim = data[2], data[3]
+    type_code, ndim = head[2], head[3]
     if type_code not in _IDX_DTYPES:
         raise ValueError(f"{path}: unknown IDX type code 0x{type_code:02x}")
     header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes, expected {header_size})")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dims = stream.take(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, expected {header_size})")
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4", count=ndim))
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    found = len(data) - header_size
-    if found != expected:
-        kind = "truncated" if found < expected else "has trailing bytes"
-        raise ValueError(f"{path}: IDX file {kind}: header {shape} needs {expected} data bytes, found {found}")
-    array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a forged shape cannot overflow
+    if expected > stream.most_bytes():
+        raise ValueError(f"{path}: IDX header {shape} needs {expected:,} data bytes, more than the file's "
+                         f"{len(stream.raw):,} bytes can hold; the file is damaged or forged")
+    body = stream.take(expected)
+    if len(body) < expected:
+        raise ValueError(f"{path}: IDX file truncated: header {shape} needs {expected} data bytes, found {len(body)}")
+    if stream.take(1):
+        raise ValueError(f"{path}: IDX file has trailing bytes: header {shape} needs {expected} data bytes")
+    stream.check_complete()
+    array = np.frombuffer(body, dtype=dtype).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The decompressed content of `path`; a damaged gzip stream is a ValueError naming the file."""
-    raw = path.read_bytes()
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: damaged gzip stream ({exc})") from exc
+class _Stream:
+    """The content of an IDX file, raw or gzip, read in order; gzip is inflated only as far as asked."""
+
+    def __init__(self, path: Path, raw: bytes) -> None:
+        self.path, self.raw, self.offset = path, raw, 0
+        self.inflater = zlib.decompressobj(wbits=31) if raw.startswith(_GZIP_MAGIC) else None  # 31: gzip framing
+        self.pending = raw  # compressed bytes not yet given to the inflater
+
+    def most_bytes(self) -> int:
+        """An upper bound of the content's length: the file's size, or what its gzip bytes can inflate to."""
+        return len(self.raw) if self.inflater is None else DEFLATE_MAX_RATIO * len(self.raw)
+
+    def take(self, count: int) -> bytes:
+        """The next `count` bytes of content (fewer at its end); ValueError when the gzip stream is damaged."""
+        if self.inflater is None:
+            data = self.raw[self.offset:self.offset + count]
+            self.offset += len(data)
+            return data
+        try:
+            data = self.inflater.decompress(self.pending, count)
+        except zlib.error as exc:
+            raise ValueError(f"{self.path}: damaged gzip stream ({exc})") from exc
+        self.pending = self.inflater.unconsumed_tail
+        return data
+
+    def check_complete(self) -> None:
+        """ValueError when a gzip stream ended before its end marker and checksum (a truncated download)."""
+        if self.inflater is not None and not self.inflater.eof:
+            raise ValueError(f"{self.path}: damaged gzip stream (it ends before its end-of-stream marker and CRC)")
 
 
 def is_idx_images_name(name: str) -> bool:

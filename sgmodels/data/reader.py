@@ -28,7 +28,6 @@ first one (`DatasetReader.load` checks it when given the expected shape).
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import threading
@@ -42,7 +41,18 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from sgmodels.untrusted import check_count, load_json, read_zip_member
+
 LABELS_FILE = "dataset.json"
+# Size limits of untrusted files (README, "Untrusted files"): an image file holds at most PIL's pixel budget
+# (`PIL.Image.MAX_IMAGE_PIXELS`, its decompression-bomb threshold) of 8-bit RGBA pixels, uncompressed, plus headers;
+# dataset.json a fixed allowance plus a generous line per image (a file name and a few hundred attributes).
+_IMAGE_HEADER_BYTES = 1 << 20
+_LABELS_BASE_BYTES = 1 << 20
+_LABELS_BYTES_PER_IMAGE = 4096
+# The label dimension (classes or attributes): far above every labelled dataset of the field (ImageNet-21k has
+# 21,841 classes), and small enough that a label table or a conditional mapping layer stays a sane size.
+MAX_LABEL_DIM = 1 << 15
 _OFFICIAL_NAME = re.compile(r"^\d{5}/img\d{8}\.png$")
 _NATURAL_MODES = {"1": "L", "L": "L", "RGB": "RGB", "P": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
                   "HSV": "RGB"}
@@ -117,14 +127,26 @@ class FileTree:
         """Whether file `name` (relative, below the prefix) is in the tree."""
         return name in self.names
 
-    def read(self, name: str) -> bytes:
-        """The bytes of file `name`; a damaged zip member is a ValueError naming it."""
+    def read(self, name: str, max_bytes: int | None = None) -> bytes:
+        """The bytes of file `name`, at most `max_bytes` of them (default: `max_image_file_bytes()`).
+
+        A larger file (a zip member by its declared size, before anything is inflated) and a damaged one are a
+        ValueError naming it.
+        """
+        limit = max_image_file_bytes() if max_bytes is None else max_bytes
+        where = self.describe(name)
+        if self.is_zip:
+            return read_zip_member(self._zipfile(), self.prefix + name, where, limit)
+        path = self.path / self.prefix / name
         try:
-            if self.is_zip:
-                return self._zipfile().read(self.prefix + name)
-            return (self.path / self.prefix / name).read_bytes()
-        except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-            raise ValueError(f"{self.describe(name)}: cannot read ({exc})") from exc
+            with open(path, "rb") as handle:
+                data = handle.read(limit + 1)
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read ({exc})") from exc
+        if len(data) > limit:
+            raise ValueError(f"{where}: larger than the {limit:,} bytes a file of this kind may have; refusing to "
+                             "read it")
+        return data
 
     def zip_member(self, name: str) -> zipfile.ZipInfo:
         """The central-directory entry of file `name` (size, CRC-32) of a zip tree, without reading the data."""
@@ -149,6 +171,17 @@ class FileTree:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def max_image_file_bytes() -> int:
+    """The largest image file read: PIL's pixel budget of uncompressed 8-bit RGBA, plus headers."""
+    pixels = PIL.Image.MAX_IMAGE_PIXELS or 1 << 28  # None means "no limit" in PIL: keep one anyway
+    return 4 * int(pixels) + _IMAGE_HEADER_BYTES
+
+
+def max_labels_file_bytes(num_images: int) -> int:
+    """The largest dataset.json read for a tree of `num_images` images."""
+    return _LABELS_BASE_BYTES + _LABELS_BYTES_PER_IMAGE * num_images
 
 
 def _is_junk(name: str) -> bool:
@@ -247,7 +280,7 @@ def read_labels(tree: FileTree, image_names: list[str]) -> LabelTable:
     """
     if tree.exists(LABELS_FILE):
         return _labels_from_json(tree, image_names)
-    classes = _subfolder_classes(image_names)
+    classes = _subfolder_classes(image_names, str(tree.path))
     if classes is None:
         return LabelTable(values=None, class_names=None, source="none")
     index = {cls: i for i, cls in enumerate(classes)}
@@ -255,7 +288,7 @@ def read_labels(tree: FileTree, image_names: list[str]) -> LabelTable:
     return LabelTable(values=values, class_names=classes, source="sub-folders")
 
 
-def _subfolder_classes(image_names: list[str]) -> list[str] | None:
+def _subfolder_classes(image_names: list[str], where: str) -> list[str] | None:
     """Sorted first-level folder names when they can be classes (every image in one, at least two, and not the
     official `00000/img00000000.png` layout), else None."""
     if not image_names or any("/" not in name for name in image_names):
@@ -263,15 +296,13 @@ def _subfolder_classes(image_names: list[str]) -> list[str] | None:
     if all(_OFFICIAL_NAME.match(name) for name in image_names):
         return None
     classes = sorted({name.split("/", 1)[0] for name in image_names})
+    _check_label_dim(len(classes), where, "class sub-folders")
     return classes if len(classes) >= 2 else None
 
 
 def _labels_from_json(tree: FileTree, image_names: list[str]) -> LabelTable:
     where = tree.describe(LABELS_FILE)
-    try:
-        meta = json.loads(tree.read(LABELS_FILE))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc})") from exc
+    meta = load_json(tree.read(LABELS_FILE, max_labels_file_bytes(len(image_names))), where)
     if not isinstance(meta, dict) or "labels" not in meta:
         raise ValueError(f'{where}: expected an object with a "labels" key')
     class_names = _json_class_names(meta.get("class_names"), where)
@@ -299,6 +330,7 @@ def _json_class_names(value: Any, where: str) -> list[str] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f'{where}: "class_names" must be a list of strings')
+    _check_label_dim(len(value), where, "class names")
     return list(value)
 
 
@@ -319,6 +351,8 @@ def _json_label_map(pairs: Any, where: str) -> dict[str, Any]:
 def _label_array(labels: list[Any], where: str) -> np.ndarray:
     """All-int labels -> int64 [N] (>= 0); all equal-length number lists -> float32 [N, D]; else ValueError."""
     if all(_is_int(v) for v in labels):
+        if labels and max(labels) >= MAX_LABEL_DIM:  # Python ints: a huge one must not overflow int64 first
+            _check_label_dim(max(labels) + 1, where, "classes (the largest class index + 1)")
         values = np.array(labels, dtype=np.int64)
         if values.size and values.min() < 0:
             raise ValueError(f"{where}: class indices must be >= 0, found {int(values.min())}")
@@ -327,11 +361,20 @@ def _label_array(labels: list[Any], where: str) -> np.ndarray:
         lengths = {len(v) for v in labels}
         if len(lengths) != 1:
             raise ValueError(f"{where}: multi-attribute labels have different lengths {sorted(lengths)}")
-        return np.array(labels, dtype=np.float32).reshape(len(labels), lengths.pop())
+        length = lengths.pop()
+        _check_label_dim(length, where, "attributes per label")
+        return np.array(labels, dtype=np.float32).reshape(len(labels), length)
     bad = next(v for v in labels if not _is_int(v))
     raise ValueError(
         f"{where}: labels must be all int class indices or all lists of numbers; found {bad!r} among them"
     )
+
+
+def _check_label_dim(dim: int, where: str, what: str) -> None:
+    try:
+        check_count(dim, MAX_LABEL_DIM, f"{where}: the number of {what}", "the label dimension of a dataset")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; labels that large are not a dataset's") from None
 
 
 def _is_int(value: Any) -> bool:
@@ -395,7 +438,9 @@ class DatasetReader:
 
     def labels_file_bytes(self) -> bytes:
         """The raw dataset.json, or b"" when the dataset has none (for content hashes)."""
-        return self.tree.read(LABELS_FILE) if self.tree.exists(LABELS_FILE) else b""
+        if not self.tree.exists(LABELS_FILE):
+            return b""
+        return self.tree.read(LABELS_FILE, max_labels_file_bytes(len(self.image_names)))
 
     def load(self, index: int, expected_shape: Sequence[int] | None = None) -> np.ndarray:
         """Image `index` as uint8 [C, H, W] in [0, 255].

@@ -23,6 +23,7 @@ import torch
 
 from sgmodels.fileio import write_text_atomic
 from sgmodels.training.distributed import gather_objects, sum_across_processes
+from sgmodels.untrusted import load_json
 
 # Losses shown on the progress line, in order (short name -> statistic).
 PROGRESS_LOSSES = {"G": "Loss/G/loss", "D": "Loss/D/loss", "r1": "Loss/r1_penalty", "pl": "Loss/pl_penalty",
@@ -112,8 +113,8 @@ class StatsWriter:
         kept = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill
+                record = load_json(line, str(self.path))
+            except ValueError:  # a line cut short by a kill
                 continue
             if float(record.get("kimg", 0.0)) <= kimg + 1e-9:
                 kept.append(line)

@@ -293,11 +293,28 @@ def test_bad_idx_files(tmp_path: Path, compress: bool) -> None:
     assert_nothing_written(tmp_path, tmp_path / "out.zip")
 
 
-def test_damaged_gzip_names_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", ["zeros", "idx"])
+@pytest.mark.parametrize("cut", [4, 12, 40])
+def test_damaged_gzip_names_the_file(tmp_path: Path, content: str, cut: int) -> None:
+    """A gzip stream cut inside its trailer or its data: an error naming the file (gzip or the IDX content)."""
     damaged = tmp_path / "train-images-idx3-ubyte.gz"
-    damaged.write_bytes(gzip.compress(bytes(200))[:-12])
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz.*gzip"):
+    array = np.arange(2 * 10 * 10, dtype=np.uint8).reshape(2, 10, 10)
+    source = write_idx(tmp_path / "whole-images-idx3-ubyte", array, compress=False).read_bytes()
+    damaged.write_bytes(gzip.compress(bytes(200) if content == "zeros" else source)[:-cut])
+    expected = "IDX" if content == "zeros" else "gzip|truncated"  # zeros are no IDX header either
+    with pytest.raises(ValueError, match=rf"train-images-idx3-ubyte\.gz.*({expected})"):
         read_idx(damaged)
+
+
+@pytest.mark.parametrize("shape", [(10**6, 10**3, 10**3), (2**32 - 1, 2**32 - 1, 2**32 - 1)])
+def test_idx_header_declaring_more_than_the_file_holds_is_refused(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    """A few bytes whose header declares a huge array: refused before anything that size is inflated."""
+    header = bytes([0, 0, 0x08, len(shape)]) + b"".join(struct.pack(">I", d) for d in shape)
+    for compress in (False, True):
+        path = tmp_path / f"bomb{int(compress)}-images-idx3-ubyte"
+        path.write_bytes(gzip.compress(header + bytes(1000)) if compress else header + bytes(1000))
+        with pytest.raises(ValueError, match=r"bomb.*more than the file's .* bytes can hold"):
+            read_idx(path)
 
 
 def test_failure_keeps_existing_output_and_interrupt_leaves_none(tmp_path: Path, monkeypatch) -> None:
