@@ -18,8 +18,10 @@ written atomically; the sidecar last.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sgeval.atomic import atomic_open, atomic_write_text
-from sgmodels.untrusted import read_json_file
+from sgmodels.untrusted import check_zip_inflation, read_json_file
 
 __all__ = ["FORMAT_NAME", "FeatureSet", "read_npz", "sidecar_path"]
 
@@ -290,10 +292,61 @@ class FeatureSet:
         return f"FeatureSet({', '.join(parts)})"
 
 
+@dataclasses.dataclass(frozen=True)
+class ArrayHeader:
+    """What an `.npz` member declares before its data: shape and dtype (read without reading the data)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the data needs (Python ints: a forged shape cannot overflow)."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def npz_headers(path: Path) -> dict[str, ArrayHeader]:
+    """Shape and dtype of every array of an `.npz` file, from the member headers alone.
+
+    Each member's declared size is checked against what its compressed bytes can inflate to, and each array's
+    declared data against the member's size, so a small file cannot make a reader allocate for a huge array.
+    ValueError naming the file (and member) when it is damaged, forged, or holds Python objects.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {info.filename.removesuffix(".npy"): _member_header(archive, info, f"{path}:{info.filename}")
+                    for info in archive.infolist() if not info.is_dir()}
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"{path}: unreadable .npz file ({type(error).__name__}: {error})") from error
+
+
+def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> ArrayHeader:
+    check_zip_inflation(info, where)
+    with archive.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _fortran, dtype = read(member)
+        except ValueError as error:  # bad magic, malformed header, unknown version
+            raise ValueError(f"{where}: not a numpy array ({error})") from None
+        header_bytes = member.tell()
+    header = ArrayHeader(tuple(int(d) for d in shape), np.dtype(dtype))
+    if header.dtype.hasobject:
+        raise ValueError(f"{where}: an array of Python objects (dtype {header.dtype}); statistics and features are "
+                         "numbers, and object arrays would need unpickling, which can run code")
+    if header.nbytes > info.file_size - header_bytes:
+        raise ValueError(f"{where}: declares a {list(header.shape)} {header.dtype} array ({header.nbytes:,} bytes), "
+                         f"more than the member's {info.file_size - header_bytes:,} data bytes hold; the file is "
+                         "damaged or forged")
+    return header
+
+
 def read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The named arrays present in an `.npz` file, read with allow_pickle=False; ValueError when damaged."""
+    """The named arrays present in an `.npz` file, read with allow_pickle=False after their headers are checked
+    (`npz_headers`: no array is allocated beyond what the file holds); ValueError when damaged or forged."""
+    headers = npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in names if name in data.files}
+            return {name: data[name] for name in names if name in headers}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"{path}: unreadable .npz file ({type(error).__name__}: {error})") from error

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from sgeval.atomic import atomic_open
-from sgeval.featureset import FeatureSet, read_npz, sidecar_path
+from sgeval.featureset import FeatureSet, npz_headers, read_npz, sidecar_path
 from sgmodels.untrusted import load_json
 
 __all__ = ["PROVENANCE_FORMAT", "NoProvenanceWarning", "StatisticsSource", "save_reference_statistics"]
@@ -39,6 +39,9 @@ __all__ = ["PROVENANCE_FORMAT", "NoProvenanceWarning", "StatisticsSource", "save
 PROVENANCE_FORMAT = "sgeval.reference_statistics/1"
 _PROVENANCE_KEY = "sgeval_provenance"  # 0-d unicode array: readable with allow_pickle=False
 _DETECTOR_KEYS = ("name", "feature_dim", "weights_sha256", "resize_policy")  # what must match to compare features
+# Far above every feature extractor's dimension (Inception 2048, VGG16 4096, DINOv2-g 1536): a [D, D] float64
+# covariance of this size is 2 GiB, so a file declaring more is not statistics of a real extractor.
+MAX_FEATURE_DIM = 16384
 
 
 class NoProvenanceWarning(UserWarning):
@@ -135,9 +138,32 @@ class StatisticsSource:
             self._loaded = self._load()
         return self._loaded
 
+    def declared_dim(self) -> int | None:
+        """The feature dimension the file declares, checked from the array headers alone (no data read): `mu` [D]
+        with `sigma` [D, D], or `feats` [N, D], with D at most MAX_FEATURE_DIM. None for sgeval's own files (their
+        sidecar records it). ValueError naming the file and array when the layout is inconsistent."""
+        if self.own_format:
+            return None
+        headers = npz_headers(self.path)
+        if "mu" in headers or "sigma" in headers:
+            mu, sigma = headers.get("mu"), headers.get("sigma")
+            if mu is None or sigma is None or len(mu.shape) != 1 or sigma.shape != mu.shape * 2:
+                shapes = {key: list(headers[key].shape) for key in ("mu", "sigma") if key in headers}
+                raise ValueError(f"{self.path}: statistics need 'mu' [D] and 'sigma' [D, D]; the file holds {shapes}")
+            dim = mu.shape[0]
+        elif "feats" in headers and len(headers["feats"].shape) == 2:
+            dim = headers["feats"].shape[1]
+        else:
+            return None  # no known layout: _load names the layouts it reads
+        if dim > MAX_FEATURE_DIM:
+            raise ValueError(f"{self.path}: features of dimension {dim:,}, more than the {MAX_FEATURE_DIM:,} of any "
+                             "feature extractor sgeval can run; the file is damaged or not statistics")
+        return dim
+
     def _load(self) -> FeatureSet:
         if self.own_format:
             return FeatureSet.load(self.path)
+        self.declared_dim()  # the layout, checked before any array is read
         arrays = read_npz(self.path, ("mu", "sigma", "feats"))
         meta: dict[str, Any] = {"source": self.describe()}
         provenance = self.provenance()
@@ -155,6 +181,10 @@ class StatisticsSource:
 
     def check_compatible(self, extractor_identity: dict[str, Any], need_features: bool) -> FeatureSet:
         """Load and check against the extractor of the other side; ValueError when they cannot be compared."""
+        declared = self.declared_dim()
+        if declared is not None and declared != extractor_identity["feature_dim"]:  # before reading D x D floats
+            raise ValueError(f"{self.path}: statistics of dimension {declared}, but {extractor_identity['name']} "
+                             f"gives {extractor_identity['feature_dim']}-d features")
         features = self.load()
         if features.dim != extractor_identity["feature_dim"]:
             raise ValueError(f"{self.path}: statistics of dimension {features.dim}, but {extractor_identity['name']} "

@@ -112,6 +112,8 @@ def _load_stream(stream: BinaryIO, allowed: Mapping[tuple[str, str], Any], where
         if exc.where:
             raise
         raise UnsafePickleError(exc.global_name, where, exc.reason) from None  # raised by a replacement: name the file
+    except ValueError as exc:  # a replacement refused its arguments (an object dtype, say): name the file
+        raise ValueError(f"{where}: {exc}") from None
     except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError, KeyError, RuntimeError,
             MemoryError, OverflowError) as exc:
         raise ValueError(f"{where}: not a readable pickle (damaged, truncated or of an unexpected structure): "

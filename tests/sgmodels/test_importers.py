@@ -121,6 +121,15 @@ def test_numpy_object_dtypes_are_refused() -> None:
         restricted_load(io.BytesIO(bytes(forged)), ALLOWED)
 
 
+def test_refusals_by_a_replacement_name_the_file(tmp_path: Path) -> None:
+    """An object array anywhere in a pickle file: the message names the file, not only the dtype."""
+    for depth, payload in enumerate([np.array([1], dtype=object), {"a": [np.array([{}], dtype=object)]}]):
+        path = tmp_path / f"objects{depth}.pkl"
+        path.write_bytes(pickle.dumps(payload, protocol=3))
+        with pytest.raises(ValueError, match=rf"objects{depth}\.pkl: .*Python objects"):
+            restricted_load(path, ALLOWED | {("builtins", "dict"): dict})
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Detection.
 
