@@ -3,7 +3,8 @@
 Gradients are averaged with one all-reduce of a flat buffer per optimizer step (as the stylegan3 training loop does
 instead of wrapping the networks in DistributedDataParallel, whose hooks do not mix well with the double-backward
 of R1 and path-length regularisation and with phases that train only part of a network). Statistics and the
-path-length mean are averaged the same way. Only rank 0 writes files. Backend: NCCL on CUDA, gloo on CPU.
+path-length mean are averaged the same way. Only rank 0 writes files. Backend: NCCL on CUDA, gloo on CPU, unless
+the environment variable SGMODELS_DIST_BACKEND says otherwise (`process_group_backend`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 import torch.distributed as dist
 
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+BACKEND_VARIABLE = "SGMODELS_DIST_BACKEND"  # "nccl" or "gloo"; unset = the device's default
+_BACKENDS = ("nccl", "gloo")
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,30 @@ def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
     return resolved
 
 
+def process_group_backend(device: torch.device) -> str:
+    """The torch.distributed backend for processes on `device`: $SGMODELS_DIST_BACKEND when set, else NCCL for CUDA
+    and gloo for the CPU.
+
+    gloo also reduces CUDA tensors, and unlike NCCL it accepts several ranks on one GPU, so
+    `SGMODELS_DIST_BACKEND=gloo torchrun --nproc_per_node=2 -m sgmodels train --device cuda:0 ...` runs (and tests)
+    multi-process training on a one-GPU machine. ValueError for an unknown name or NCCL on a CPU device.
+    """
+    chosen = os.environ.get(BACKEND_VARIABLE, "").strip().lower()
+    if not chosen:
+        return "nccl" if device.type == "cuda" else "gloo"
+    if chosen not in _BACKENDS:
+        raise ValueError(f"{BACKEND_VARIABLE}={chosen!r}: expected one of {', '.join(_BACKENDS)}")
+    if chosen == "nccl" and device.type != "cuda":
+        raise ValueError(f"{BACKEND_VARIABLE}=nccl needs CUDA devices, but this process trains on {device}; use gloo")
+    return chosen
+
+
 def init_distributed(device: str | None = None, timeout_minutes: float = 60.0) -> DistributedContext:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, ...), or run alone.
 
-    The process group uses NCCL for CUDA devices and gloo for the CPU; MASTER_ADDR / MASTER_PORT come from the
-    environment (torchrun sets them). A long timeout lets rank 0 evaluate metrics while the others wait.
+    The process group uses NCCL for CUDA devices and gloo for the CPU (or $SGMODELS_DIST_BACKEND, see
+    `process_group_backend`); MASTER_ADDR / MASTER_PORT come from the environment (torchrun sets them). A long
+    timeout lets rank 0 evaluate metrics while the others wait.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -66,8 +88,7 @@ def init_distributed(device: str | None = None, timeout_minutes: float = 60.0) -
         if missing:
             raise ValueError(f"WORLD_SIZE={world_size} but {missing} are not set: start multi-process training "
                              "with `torchrun --nproc_per_node=N -m sgmodels train ...`")
-        backend = "nccl" if resolved.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
+        dist.init_process_group(backend=process_group_backend(resolved), rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(minutes=timeout_minutes))
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
 

@@ -1,5 +1,5 @@
 """Two CPU processes (gloo) train together: identical weights on both ranks, statistics reduced over both, and
-only rank 0 writes a run directory."""
+only rank 0 writes a run directory; the process-group backend follows the device or $SGMODELS_DIST_BACKEND."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from sgmodels.training.distributed import (
+    BACKEND_VARIABLE,
+    init_distributed,
+    process_group_backend,
+    shutdown_distributed,
+    sum_across_processes,
+)
 from tests.sgmodels.test_training import make_image_folder, tiny_options
 
 WORLD_SIZE = 2
@@ -67,3 +74,46 @@ def test_two_processes_train_identically_and_rank0_writes(tmp_path: Path) -> Non
     # 16 images per tick in total (8 per minibatch over both processes, 2 minibatches): every one counted once.
     assert records[0]["Loss/G/loss"]["num"] == 16
     assert json.loads((run_dirs[0] / "training_options.json").read_text())["world_size"] == WORLD_SIZE
+
+
+@pytest.mark.parametrize(("variable", "device", "expected"), [
+    (None, "cpu", "gloo"), (None, "cuda", "nccl"), ("gloo", "cuda", "gloo"), (" GLOO ", "cpu", "gloo"),
+    ("nccl", "cuda", "nccl"), ("", "cuda", "nccl"),
+])
+def test_backend_follows_the_device_unless_the_environment_names_one(
+    monkeypatch: pytest.MonkeyPatch, variable: str | None, device: str, expected: str
+) -> None:
+    if variable is None:
+        monkeypatch.delenv(BACKEND_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(BACKEND_VARIABLE, variable)
+    assert process_group_backend(torch.device(device)) == expected
+
+
+@pytest.mark.parametrize(("variable", "device", "message"), [("mpi", "cuda", "expected one of"),
+                                                             ("nccl", "cpu", "needs CUDA")])
+def test_backend_refuses_unknown_names_and_nccl_on_the_cpu(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                            device: str, message: str) -> None:
+    monkeypatch.setenv(BACKEND_VARIABLE, variable)
+    with pytest.raises(ValueError, match=message):
+        process_group_backend(torch.device(device))
+
+
+@pytest.mark.slow
+def test_two_processes_join_with_the_backend_from_the_environment(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BACKEND_VARIABLE, "gloo")  # inherited by the spawned processes
+    mp.spawn(_backend_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE)
+    assert sorted(path.read_text() for path in tmp_path.iterdir()) == ["gloo 2.0", "gloo 2.0"]
+
+
+def _backend_worker(rank: int, port: int, results: str) -> None:
+    """Join through init_distributed, report the backend and the sum of one all-reduce over both ranks."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    ctx = init_distributed("cpu")
+    try:
+        total = sum_across_processes(torch.ones([]))
+        (Path(results) / f"rank{ctx.rank}").write_text(f"{torch.distributed.get_backend()} {float(total)}")
+    finally:
+        shutdown_distributed()
