@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +23,21 @@ from sgmodels.finite import check_finite_images
 from sgmodels.images import to_uint8
 from sgmodels.mixing import mix_ws
 from sgmodels.protocols import LatentGenerator, StyleGenerator, is_style_generator
+from sgmodels.ranges import IntRanges
 
 NOISE_MODES = ("const", "random", "none")
+SEED_LIMIT = 2**32  # np.random.RandomState takes 32-bit seeds: no other latents exist
+
+
+def check_seeds(seeds: Sequence[int]) -> None:
+    """Refuse seeds outside [0, 2**32) before any work, without expanding a lazy `IntRanges`."""
+    if isinstance(seeds, IntRanges):
+        low, high = min((part.start for part in seeds.parts), default=0), seeds.maximum
+    else:
+        low, high = min(seeds, default=0), max(seeds, default=None)
+    if low < 0 or (high is not None and high >= SEED_LIMIT):
+        raise ValueError(f"seeds must lie in [0, 2**32) (the official latents are drawn by a 32-bit seeded "
+                         f"RandomState), got seeds up to {high}")
 
 
 def seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
@@ -93,7 +106,46 @@ def _device_of(G: LatentGenerator) -> torch.device:
     return torch.device("cpu")
 
 
+def _check_generation(G: LatentGenerator, truncation_psi: float, noise_mode: str, batch_size: int) -> None:
+    _check_noise_mode(noise_mode)
+    if truncation_psi != 1 and getattr(G, "mapping", None) is None:
+        raise ValueError("truncation needs a generator with a mapping network (w_avg); this one has none")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+
+
+def iter_image_batches(
+    G: LatentGenerator,
+    seeds: Iterable[int],
+    class_idx: int | None = None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """The images of `seeds`, one batch at a time: `(seeds of the batch, uint8 [B, C, H, W])`.
+
+    Lazy: seeds are taken from the iterable as batches are generated, so a huge `IntRanges` costs one batch of
+    memory. The arguments are checked at the call (see `generate_images` for their meaning); the images are those
+    of `generate_images` with the same seeds and batch size.
+    """
+    _check_generation(G, truncation_psi, noise_mode, batch_size)
+    return _image_batches(G, iter(seeds), class_idx, truncation_psi, truncation_cutoff, noise_mode, batch_size)
+
+
 @torch.no_grad()
+def _image_batches(G: LatentGenerator, seeds: Iterator[int], class_idx: int | None, truncation_psi: float,
+                   truncation_cutoff: int | None, noise_mode: str,
+                   batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+    while batch := [int(seed) for seed in itertools.islice(seeds, batch_size)]:
+        z, c = _inputs(G, batch, class_idx)  # [B, z_dim], [B, c_dim] or None
+        with _seeded_noise(batch[0], z.device):
+            img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                    noise_mode=noise_mode)  # [B, C, H, W] float
+        check_finite_images(img, f"generator output for seeds {batch}")
+        yield batch, to_uint8(img)
+
+
 def generate_images(
     G: LatentGenerator,
     seeds: Sequence[int],
@@ -118,18 +170,8 @@ def generate_images(
     Returns:
         uint8 tensor [len(seeds), C, H, W] (see `sgmodels.images.to_uint8`).
     """
-    _check_noise_mode(noise_mode)
-    if truncation_psi != 1 and getattr(G, "mapping", None) is None:
-        raise ValueError("truncation needs a generator with a mapping network (w_avg); this one has none")
-    z, c = _inputs(G, seeds, class_idx)  # [N, z_dim], [N, c_dim] or None
-    images = []
-    for part in _batches(len(seeds), batch_size):
-        with _seeded_noise(int(seeds[part.start]), z.device):
-            img = G(z[part], None if c is None else c[part], truncation_psi=truncation_psi,
-                    truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)  # [B, C, H, W] float
-        check_finite_images(img, f"generator output for seeds {list(seeds[part])}")
-        images.append(to_uint8(img))
-    return torch.cat(images)  # [N, C, H, W] uint8
+    batches = iter_image_batches(G, seeds, class_idx, truncation_psi, truncation_cutoff, noise_mode, batch_size)
+    return torch.cat([images for _seeds, images in batches])  # [N, C, H, W] uint8
 
 
 # ----------------------------------------------------------------------------------------------------------------

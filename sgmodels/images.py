@@ -5,12 +5,15 @@ uint8 NCHW is the only image currency between stages (design.md); generators out
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 
 import numpy as np
 import PIL.Image
 import torch
+
+from sgmodels.fileio import atomic_write_bytes
 
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -28,8 +31,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # [N, C, H, W]; truncation = floor here
 
 
-def save_png(path: str | os.PathLike[str], image: torch.Tensor) -> None:
-    """Write one uint8 image [C, H, W] (C = 1, 3 or 4) as a PNG file; the same pixels give the same bytes."""
+def png_bytes(image: torch.Tensor) -> bytes:
+    """The PNG file of one uint8 image [C, H, W] (C = 1, 3 or 4); the same pixels give the same bytes."""
     if image.dtype != torch.uint8 or image.ndim != 3:
         raise ValueError(f"expected a uint8 image [C, H, W], got {image.dtype} {tuple(image.shape)}")
     channels = image.shape[0]
@@ -38,7 +41,17 @@ def save_png(path: str | os.PathLike[str], image: torch.Tensor) -> None:
     array = image.permute(1, 2, 0).cpu().numpy()  # [H, W, C]
     if channels == 1:
         array = array[:, :, 0]  # [H, W]
-    PIL.Image.fromarray(np.ascontiguousarray(array), _PIL_MODES[channels]).save(os.fspath(path), format="PNG")
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(np.ascontiguousarray(array), _PIL_MODES[channels]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(path: str | os.PathLike[str], image: torch.Tensor) -> None:
+    """Write one uint8 image [C, H, W] as a PNG file, atomically: a failed write (a full disk) leaves no partial
+    file, and raises `sgmodels.fileio.WriteError` naming `path`."""
+    data = png_bytes(image)
+    with atomic_write_bytes(path) as stream:
+        stream.write(data)
 
 
 def tile_images(cells: torch.Tensor) -> torch.Tensor:

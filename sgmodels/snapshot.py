@@ -35,7 +35,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from sgmodels.fileio import atomic_temp_path
+from sgmodels.fileio import atomic_write_bytes
 from sgmodels.finite import check_finite_weights
 from sgmodels.registry import build_network, describe_network
 from sgmodels.untrusted import load_json
@@ -170,9 +170,17 @@ def _automatic_metadata() -> dict[str, Any]:
 
 
 def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
-    """Write through a fsynced temp file beside `path` renamed over it (sgmodels.fileio; umask permissions)."""
-    with atomic_temp_path(path) as temp:
-        safetensors.torch.save_file(tensors, str(temp), metadata=header)
+    """Write through a fsynced temp file beside `path` renamed over it (sgmodels.fileio; umask permissions).
+
+    Serialised in memory, not with `save_file`: recent safetensors write their own `.tmpXXXXXX` beside the target
+    (left behind by a killed process, under a name no sweep knows) and report a full disk as a SafetensorError.
+    Here a failure is a `WriteError` naming `path`. `tensors` (the caller's private copies) is emptied once
+    serialised, so the peak is one extra copy of the snapshot.
+    """
+    payload = safetensors.torch.save(tensors, metadata=header)
+    tensors.clear()
+    with atomic_write_bytes(path) as stream:
+        stream.write(payload)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -9,39 +9,41 @@ without executing it) or, with `--random-init`, a preset (`stylegan2-cpu32` as N
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 import torch
 
+from sgmodels.clierrors import cli_errors
 from sgmodels.presets import ARCHS, NETWORK_OVERRIDES, PRESETS, TRAINING_OVERRIDES, Override, build_networks
 from sgmodels.protocols import GeneratorModule, as_generator
-from sgmodels.ranges import parse_range
+from sgmodels.ranges import IntRanges, parse_ranges
 
 F = Callable[..., Any]
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Show ValueError / FileNotFoundError (bad input, bad snapshot) as a one-line CLI error, not a traceback."""
-    try:
-        yield
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+def user_errors() -> contextlib.AbstractContextManager[None]:
+    """Show ValueError and OSError (bad input, a bad snapshot, a failed write naming its path and what was kept) as
+    a one-line CLI error, not a traceback: `sgmodels.clierrors.cli_errors`, which the sgeval CLI uses too."""
+    return cli_errors()
 
 
-def range_option(*names: str, **kwargs: Any) -> Callable[[F], F]:
-    """A click option parsed with `parse_range` ("0-15,42" -> [0, ..., 15, 42])."""
+def range_option(*names: str, max_count: int | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """A click option parsed with `parse_ranges` ("0-15,42" -> 0, ..., 15, 42 as a lazy `IntRanges`); more than
+    `max_count` values (when given) are refused before anything is expanded."""
 
-    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> IntRanges | None:
         if value is None:
             return None
         try:
-            return parse_range(value)
+            ranges = parse_ranges(value)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
+        if max_count is not None and ranges.count > max_count:
+            raise click.BadParameter(f"{ranges.count} values; at most {max_count} can be used here")
+        return ranges
 
     return click.option(*names, callback=parse, metavar="RANGE", **kwargs)
 

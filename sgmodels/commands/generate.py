@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import torch
 
 from sgmodels.commands import load_cli_generator, network_source_options, pop_preset_options, range_option, user_errors
-from sgmodels.generate import NOISE_MODES, generate_images
-from sgmodels.images import image_grid, save_png
+from sgmodels.fileio import atomic_write_bytes, check_free_space, check_writable_folder, keeping
+from sgmodels.generate import NOISE_MODES, check_seeds, iter_image_batches
+from sgmodels.images import image_grid, png_bytes, save_png
+from sgmodels.progress import progress_bar
+from sgmodels.ranges import IntRanges
+
+Batches = Iterator[tuple[list[int], torch.Tensor]]
 
 
 def generation_options(func):
@@ -30,12 +38,12 @@ def generation_options(func):
 
 
 @click.command()
-@range_option("--seeds", required=True, help="seeds, e.g. 0-15,42")
+@range_option("--seeds", required=True, help="seeds, e.g. 0-15,42 (in [0, 2**32))")
 @generation_options
 @click.option("--grid", is_flag=True, help="write one grid image (grid.png) instead of one PNG per seed")
 @click.option("--grid-cols", type=click.IntRange(min=1), default=None, help="grid columns [default: about square]")
 @network_source_options
-def generate(network: str | None, seeds: list[int], outdir: Path, grid: bool, grid_cols: int | None,
+def generate(network: str | None, seeds: IntRanges, outdir: Path, grid: bool, grid_cols: int | None,
              **kwargs: Any) -> None:
     """Generate images from seeds with a network file or a randomly initialised preset.
 
@@ -53,15 +61,62 @@ def generate(network: str | None, seeds: list[int], outdir: Path, grid: bool, gr
       sgmodels generate --random-init --arch stylegan2 --config f --resolution 256 --seeds 0 --outdir out
     """
     with user_errors():
+        check_seeds(seeds)
+        check_writable_folder(outdir)  # before loading the network: an unwritable OUTDIR fails at once
         arch, config, overrides = pop_preset_options(kwargs)
         G = load_cli_generator(network, kwargs.pop("random_init"), kwargs.pop("init_seed"), kwargs.pop("device"),
                                arch, config, overrides, network_key=kwargs.pop("network_key"))
-        images = generate_images(G, seeds, **kwargs)  # [N, C, H, W] uint8
-    outdir.mkdir(parents=True, exist_ok=True)
-    if grid:
-        save_png(outdir / "grid.png", image_grid(images, cols=grid_cols))
-        click.echo(f"wrote a grid of {len(seeds)} images to {outdir / 'grid.png'}")
+        batches = iter_image_batches(G, seeds, **kwargs)  # lazy: one batch in memory at a time
+        if grid:
+            _write_grid(batches, seeds.count, outdir / "grid.png", grid_cols)
+            click.echo(f"wrote a grid of {seeds.count} images to {outdir / 'grid.png'}")
+            return
+        _write_pngs(batches, seeds.count, outdir)
+    click.echo(f"wrote {seeds.count} images to {outdir}")
+
+
+def _write_pngs(batches: Batches, count: int, outdir: Path) -> None:
+    """One PNG per seed, each written atomically; the first batch's PNG sizes check that all `count` fit."""
+    written: list[str] = []
+    with keeping(lambda: _kept(written, outdir)), progress_bar(total=count, desc="generate", unit="img") as bar:
+        for batch_seeds, images in batches:
+            files = [(f"seed{seed:04d}.png", png_bytes(image)) for seed, image in zip(batch_seeds, images, strict=True)]
+            if not written:
+                check_free_space(outdir, count * sum(len(data) for _name, data in files) / len(files),
+                                 f"{count} PNG images")
+            for name, data in files:
+                with atomic_write_bytes(outdir / name) as stream:
+                    stream.write(data)
+                written.append(name)
+            bar.update(len(files))
+
+
+def _kept(written: list[str], outdir: Path) -> str:
+    if not written:
+        return "no image was written"
+    names = written[0] if len(written) == 1 else f"{written[0]} ... {written[-1]}"
+    return f"the {len(written)} images written before it are complete in {outdir} ({names})"
+
+
+def _write_grid(batches: Batches, count: int, path: Path, cols: int | None) -> None:
+    """All images in one grid: held in memory, so the count must fit there (checked on the first batch)."""
+    parts: list[torch.Tensor] = []
+    for _batch_seeds, images in batches:
+        if not parts:
+            _check_grid_memory(count, images[0].numel())
+            check_free_space(path.parent, count * len(png_bytes(images[0])), f"a grid of {count} images")
+        parts.append(images.cpu())
+    save_png(path, image_grid(torch.cat(parts), cols=cols))
+
+
+def _check_grid_memory(count: int, bytes_each: int) -> None:
+    """Refuse a grid whose images (held twice: the batch list and the grid) cannot fit in the available memory."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system that tells
         return
-    for seed, image in zip(seeds, images, strict=True):
-        save_png(outdir / f"seed{seed:04d}.png", image)
-    click.echo(f"wrote {len(seeds)} images to {outdir}")
+    need = 2 * count * bytes_each
+    if need > available:
+        raise ValueError(f"a grid of {count} images needs about {need / 2**30:.1f} GiB of memory, and "
+                         f"{available / 2**30:.1f} GiB are available: give fewer --seeds, or drop --grid to write "
+                         "one PNG per seed")

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from sgmodels.fileio import sweep_stale_temp_files
+from sgmodels.fileio import check_writable_folder, sweep_stale_temp_files, write_or_keep
 from sgmodels.progressive import set_lod
 from sgmodels.protocols import GeneratorModule, is_style_generator
 from sgmodels.registry import describe_network
@@ -150,12 +150,15 @@ def train(options: TrainOptions, ctx: DistributedContext | None = None) -> Path:
 
 
 def _plan_on_rank0(options: TrainOptions, ctx: DistributedContext) -> RunPlan:
-    """plan_run on rank 0, shared with every process (an error there is raised everywhere)."""
+    """plan_run and the output-folder check on rank 0, shared with every process (an error there is raised
+    everywhere, as a ValueError with its message)."""
     result: RunPlan | str
     if ctx.is_main:
         try:
             result = plan_run(options)
-        except ValueError as exc:
+            # before the data, the networks and hours of training: an unwritable run folder fails now
+            check_writable_folder(result.run_dir or Path(result.options.outdir))
+        except (ValueError, OSError) as exc:
             result = str(exc)
     else:
         result = ""
@@ -389,7 +392,11 @@ def snapshot_and_evaluate(session: Session) -> Path | None:
 
 
 def write_snapshot(session: Session, rng_all: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> Path:
-    """Atomically write G, D, G_ema and the training state to network-snapshot-<kimg>.safetensors."""
+    """Atomically write G, D, G_ema and the training state to network-snapshot-<kimg>.safetensors.
+
+    Raises:
+        WriteError: the run folder could not take it; the message names where the snapshot was kept instead.
+    """
     counters = session.counters
     counters.world_size = session.ctx.world_size
     tensors, state = pack_training_state(counters, session.optimizers, rng_all, session.loss.pl_mean)
@@ -402,9 +409,11 @@ def write_snapshot(session: Session, rng_all: list[tuple[dict[str, torch.Tensor]
         "training_options": session.options.to_json(),
         "training_state": state,
     }
-    path = session.run_dir / snapshot_name(counters.cur_nimg, session.tick_kimg)
-    save_snapshot(path, {"G": session.G, "D": session.D, "G_ema": session.G_ema}, metadata, tensors)
-    return path
+    name = snapshot_name(counters.cur_nimg, session.tick_kimg)
+    networks = {"G": session.G, "D": session.D, "G_ema": session.G_ema}
+    # a full or read-only run folder must not discard the training: the snapshot then goes to a temporary folder
+    return write_or_keep(session.run_dir, lambda folder: save_snapshot(folder / name, networks, metadata, tensors),
+                         "the snapshot")
 
 
 def evaluate_snapshot(session: Session, path: Path) -> None:
