@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from sgmodels.commands import user_errors
+from sgmodels.fileio import check_writable_folder, keeping
 
 _KEYS = ("G", "D", "G_ema")
 
@@ -49,7 +50,8 @@ def convert(source: Path, target: Path, keys: tuple[str, ...]) -> None:
       sgmodels convert network-snapshot-005000.pkl G_ema.safetensors --network-key G_ema
       sgmodels convert 550000.pt rosinality-550k.safetensors
     """
-    with user_errors():
+    with user_errors(), keeping(lambda: f"{target} is unchanged (nothing was written)"):
+        check_writable_folder(target.parent)  # before reading IN (an official pickle takes a while)
         summary = convert_checkpoint(source, target, list(keys) or None)
     skipped = "".join(f"; skipped {name}: {why}" for name, why in summary["skipped"].items())
     click.echo(f"wrote {', '.join(summary['networks'])} ({summary['format']}) to {target}{skipped}")

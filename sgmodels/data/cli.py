@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
+from sgmodels.clierrors import cli_errors
+from sgmodels.fileio import check_writable_folder, keeping
+from sgmodels.progress import progress_bar
+
 if TYPE_CHECKING:
     from sgmodels.data.dataset import ImageDataset
 
@@ -50,11 +54,10 @@ def create(
     """
     from sgmodels.data.dataset_tool import create_dataset
 
-    try:
+    with cli_errors(), keeping(lambda: f"{out} is unchanged (nothing was written)"):
+        check_writable_folder(out.parent)  # before converting every image
         summary = create_dataset(src, out, resolution=resolution, channels=None if channels is None else int(channels),
                                  max_images=max_images, shuffle_seed=shuffle_seed, crop=crop, labels=labels)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
     label_text = f"{summary.label_dim}-dim labels" if summary.label_dim else "no labels"
     click.echo(f"wrote {summary.path}: {summary.num_images} images, {summary.resolution}x{summary.resolution}, "
                f"{summary.channels} channel(s), {label_text}")
@@ -67,14 +70,11 @@ def info(path: Path, verify: bool) -> None:
     """Print image count, resolution, channels and labels of the dataset zip or folder PATH."""
     from sgmodels.data.dataset import ImageDataset
 
-    try:
-        with ImageDataset(path) as data:
-            if verify:
-                _verify(data)
-            for line in describe(data):
-                click.echo(line)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with cli_errors(), ImageDataset(path) as data:
+        if verify:
+            _verify(data)
+        for line in describe(data):
+            click.echo(line)
 
 
 def describe(data: ImageDataset) -> list[str]:
@@ -101,7 +101,5 @@ def describe(data: ImageDataset) -> list[str]:
 
 
 def _verify(data: ImageDataset) -> None:
-    from tqdm import tqdm
-
-    for index in tqdm(range(len(data)), desc=f"verifying {data.name}", unit="img", disable=None):
+    for index in progress_bar(range(len(data)), desc=f"verifying {data.name}", unit="img"):
         data[index]

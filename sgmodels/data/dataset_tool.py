@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
-from tqdm import tqdm
 
 from sgmodels.data.dataset import (
     LABELS_FILE,
@@ -33,6 +32,7 @@ from sgmodels.data.dataset import (
 )
 from sgmodels.data.idx import find_idx_images, labels_path_for, read_idx
 from sgmodels.fileio import atomic_write_bytes
+from sgmodels.progress import progress_bar
 
 CROP_POLICIES = ("center", "pad", "none")
 LABEL_POLICIES = ("auto", "none")
@@ -252,7 +252,7 @@ def create_dataset(
     shuffle_seed: int | None = None,  # shuffle the image order with np.random.RandomState(seed); None keeps it
     crop: str = "center",  # non-square images: "center" crop, "pad" with black, or "none" (refuse them)
     labels: str = "auto",  # "auto": labels of the source when it has them; "none": write an unlabelled dataset
-    progress: bool = True,  # show a tqdm progress bar (on a terminal)
+    progress: bool = True,  # a bar on a terminal, plain lines on a pipe (sgmodels.progress)
 ) -> DatasetSummary:
     """Convert `src` into a StyleGAN2-ADA dataset zip at `out` (see the module docstring for the layout).
 
@@ -316,8 +316,8 @@ def _write_zip(
     guard = _ShapeGuard()
     with atomic_write_bytes(out) as file, zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
         entries = []
-        for index, record in enumerate(tqdm(records, desc=f"writing {out.name}", unit="img",
-                                            disable=None if progress else True)):
+        for index, record in enumerate(progress_bar(records, desc=f"writing {out.name}", unit="img",
+                                                    enabled=progress)):
             image = fit_image(convert_image(record.load(), record.name, channels), record.name, resolution, crop)
             guard.check(image, record.name)
             _write_member(archive, _archive_name(index), _png_bytes(image))

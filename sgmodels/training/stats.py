@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import torch
 
 from sgmodels.fileio import write_text_atomic
+from sgmodels.progress import PLAIN_INTERVAL_S, is_terminal
 from sgmodels.training.distributed import gather_objects, sum_across_processes
 from sgmodels.untrusted import load_json
 
@@ -29,7 +30,7 @@ from sgmodels.untrusted import load_json
 PROGRESS_LOSSES = {"G": "Loss/G/loss", "D": "Loss/D/loss", "r1": "Loss/r1_penalty", "pl": "Loss/pl_penalty",
                    "gp": "Loss/wgan/gradient_penalty"}
 # Longest silence between progress lines on a pipe or log file (seconds); terminals get a live line instead.
-PROGRESS_HEARTBEAT_SEC = 60.0
+PROGRESS_HEARTBEAT_SEC = PLAIN_INTERVAL_S  # the plain-line interval of every long loop (sgmodels.progress)
 
 
 class StatsCollector:
@@ -181,7 +182,7 @@ class ProgressPrinter:
         self.enabled = enabled
         self.heartbeat = heartbeat
         self.clock = clock
-        self.live = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.live = enabled and is_terminal(self.stream)
         self._last_live: float | None = None  # clock of the last live-line rewrite
         self._last_line: float | None = None  # clock of the last permanent line
         self._updated = False  # has update() written anything yet?

@@ -188,12 +188,14 @@ def snapshot(tmp_path: Path) -> Path:
 
 def test_convert_onto_a_blocked_folder_or_a_full_disk_is_one_line(tmp_path: Path, snapshot: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    blocked = _blocked(tmp_path) / "out.safetensors"
-    _assert_clear_error(_invoke("convert", snapshot, blocked), f"could not write {blocked}")
+    blocked = _blocked(tmp_path)
+    _assert_clear_error(_invoke("convert", snapshot, blocked / "out.safetensors"), f"could not write {blocked} (",
+                        "nothing was started")
     _disk_full_after(monkeypatch, good=0)
-    _assert_clear_error(_invoke("convert", snapshot, tmp_path / "out.safetensors"),
-                        f"could not write {tmp_path / 'out.safetensors'} (No space left on device)")
-    assert not (tmp_path / "out.safetensors").exists() and _temp_files(tmp_path) == []
+    out = tmp_path / "out.safetensors"
+    _assert_clear_error(_invoke("convert", snapshot, out),
+                        f"could not write {out} (No space left on device); {out} is unchanged (nothing was written)")
+    assert not out.exists() and _temp_files(tmp_path) == []
 
 
 def test_mix_onto_a_blocked_folder_is_one_line(tmp_path: Path) -> None:
@@ -202,12 +204,25 @@ def test_mix_onto_a_blocked_folder_is_one_line(tmp_path: Path) -> None:
     _assert_clear_error(_invoke(*args), f"could not write {blocked}", "nothing was started")
 
 
-# ------------------------------------------------------------------------------------------------ train
+# ------------------------------------------------------------------------------------------------ dataset, train
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("data") / "images", per_class=4)
+
+
+def test_dataset_create_names_the_path_on_a_blocked_folder_or_a_full_disk(tmp_path: Path, images: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = _blocked(tmp_path)
+    _assert_clear_error(_invoke("dataset", "create", images, blocked / "data.zip"), f"could not write {blocked} (",
+                        "nothing was started")
+    old = tmp_path / "data.zip"
+    old.write_bytes(b"the previous dataset")
+    _disk_full_after(monkeypatch, good=0)
+    _assert_clear_error(_invoke("dataset", "create", images, old),
+                        f"could not write {old} (No space left on device); {old} is unchanged (nothing was written)")
+    assert old.read_bytes() == b"the previous dataset" and _temp_files(tmp_path) == []
 
 
 def test_train_onto_a_blocked_folder_fails_before_training(tmp_path: Path, images: Path) -> None:
