@@ -25,8 +25,8 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -197,11 +197,40 @@ def _cache_lookup(cache: FeatureCache, key: str, capture_all: bool,
     return cached, capture_mean_cov
 
 
-def _batches_of_rank(num_items: int, batch_size: int) -> list[tuple[int, int]]:
+class _RankBatches(Sequence[tuple[int, int]]):
+    """The [start, stop) item ranges this process handles (batch k goes to rank k mod world), computed on demand so
+    that a huge count costs no memory before its first batch."""
+
+    def __init__(self, num_items: int, batch_size: int, rank: int, world: int) -> None:
+        self.num_items, self.batch_size = num_items, batch_size
+        self.batch_ids = range(rank, -(-num_items // batch_size), world)  # ceil division
+
+    def __len__(self) -> int:
+        return len(self.batch_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[int, int]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | Sequence[tuple[int, int]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        start = self.batch_ids[index] * self.batch_size
+        return start, min(start + self.batch_size, self.num_items)
+
+    def num_rank_items(self) -> int:
+        """Items in this process's batches (arithmetic: only the last batch of all can be short)."""
+        if not self.batch_ids:
+            return 0
+        return len(self.batch_ids) * self.batch_size - (self.batch_size - (self[-1][1] - self[-1][0]))
+
+
+def _batches_of_rank(num_items: int, batch_size: int) -> _RankBatches:
     """[start, stop) item ranges this process handles (batch k goes to rank k mod world)."""
     rank, world = distributed_info()
-    starts = range(0, num_items, batch_size)
-    return [(start, min(start + batch_size, num_items)) for k, start in enumerate(starts) if k % world == rank]
+    return _RankBatches(num_items, batch_size, rank, world)
 
 
 def background_decoding_pays(device: torch.device) -> bool:
@@ -224,7 +253,7 @@ def _run_loop(source: ImageSource, extractor: FeatureExtractor, num_items: int, 
     """Read, convert and extract every batch of this process into `acc`."""
     batches = _batches_of_rank(num_items, batch_size)
     rank = distributed_info()[0]
-    total = sum(stop - start for start, stop in batches)
+    total = batches.num_rank_items()
     bar = tqdm.tqdm(total=total, unit="img", desc=f"{extractor.name} features", file=sys.stderr,
                     disable=not progress or rank != 0, dynamic_ncols=True, mininterval=1.0)
     # Files are decoded in a background thread while the network runs when that pays (a spare core or a GPU);

@@ -30,6 +30,9 @@ from sgeval.metrics.registry import MetricKind, get_metric
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol", "list_protocols", "register_protocol"]
 
 RealFlip = Literal["off", "dataset"]
+# The most samples a protocol may ask for: a billion images is about a day of Inception features on a fast GPU and
+# weeks on a CPU, so a larger count is a typo, not an evaluation (it would only ever end when it ran out of time).
+MAX_SAMPLE_COUNT = 10**9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +54,12 @@ class Protocol:
     mix_latents: int = 1  # latents mixed per generated image at random crossovers (StyleGAN Table 2); 1 = plain
 
     def __post_init__(self) -> None:
-        if self.num_gen < 1:
-            raise ValueError(f"protocol {self.name!r}: num_gen must be >= 1, got {self.num_gen}")
-        if self.num_real is not None and self.num_real < 1:
-            raise ValueError(f"protocol {self.name!r}: num_real must be >= 1 or None (all), got {self.num_real}")
+        if not 1 <= self.num_gen <= MAX_SAMPLE_COUNT:
+            raise ValueError(f"protocol {self.name!r}: num_gen must be between 1 and {MAX_SAMPLE_COUNT:,} (a larger "
+                             f"run could never finish), got {self.num_gen:,}")
+        if self.num_real is not None and not 1 <= self.num_real <= MAX_SAMPLE_COUNT:
+            raise ValueError(f"protocol {self.name!r}: num_real must be between 1 and {MAX_SAMPLE_COUNT:,}, or None "
+                             f"(all), got {self.num_real:,}")
         if self.real_xflip not in ("off", "dataset"):
             raise ValueError(f"protocol {self.name!r}: real_xflip must be 'off' or 'dataset', got {self.real_xflip!r}")
         if self.mix_latents < 1:

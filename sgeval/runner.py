@@ -359,6 +359,30 @@ def capture_for_cache(need_rows: bool, cached: bool, rows_bytes: int | None) -> 
     return need_rows or fits, True
 
 
+def _physical_memory_bytes() -> int | None:
+    """This machine's RAM (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_rows_fit(request: _Request, feature_dim: int, group: list[Protocol]) -> None:
+    """ValueError, before any extraction, when a metric needs every feature row and they cannot fit in memory."""
+    counts = [count for count in request.counts if count is not None]
+    if not (request.need_rows or len(request.counts) > 1) or not counts:
+        return
+    rows_bytes, memory = 4 * max(counts) * feature_dim, _physical_memory_bytes()
+    if memory is not None and rows_bytes > memory:
+        names = ", ".join(protocol.name for protocol in group)
+        fitting = memory // (4 * feature_dim)
+        raise ValueError(f"{names}: {max(counts):,} items x {feature_dim} float32 features are "
+                         f"{rows_bytes / 2**30:,.1f} GiB of rows, which KID and precision/recall keep whole, more "
+                         "than this machine's "
+                         f"{memory / 2**30:,.1f} GiB of memory; use at most about {fitting:,} items (--num-gen, "
+                         "--num-real)")
+
+
 def _side_count(count: int | None, source: Any) -> int | None:
     """Items to use from a source: the protocol count capped by a finite source (None for statistics files)."""
     available = getattr(source, "num_items", None)
@@ -420,7 +444,8 @@ def open_cache(cache: bool | FeatureCache | PathLike | None) -> FeatureCache | N
 
 def _detector_weights_for(detector: str, detector_weights: PathLike | Mapping[str, PathLike] | None,
                           detectors: set[str]) -> PathLike | None:
-    """The explicit weights file of one detector; a single path is only unambiguous for a single detector.
+    """The explicit weights file of one detector; a single path is only unambiguous for a single detector, or for
+    detectors that all load the same registry file (fid50k_full and is50k both read NVIDIA's Inception archive).
 
     A mapping names registered detectors ({"inception-v3-tf": path, "vgg16-fc2": path}); entries for detectors that
     these protocols do not use are ignored, so one set of files serves every command.
@@ -436,11 +461,31 @@ def _detector_weights_for(detector: str, detector_weights: PathLike | Mapping[st
         if unknown:
             raise ValueError(f"detector weights given for unknown detector(s) {', '.join(unknown)}; detector names: "
                              f"{', '.join(known)}")
-        return detector_weights.get(detector)
-    if len(detectors) > 1:
+        if detector in detector_weights:
+            return detector_weights[detector]
+        # One file serves every network that loads the same registry file (NVIDIA's Inception archive is both
+        # inception-v3-tf and its -logits head; its vgg16.pt both vgg16-fc2 and lpips-vgg16-nvidia): name it once.
+        accepted = _single_file_weights(detector)
+        shared = [path for name, path in sorted(detector_weights.items()) if accepted & _single_file_weights(name)]
+        return shared[0] if shared else None
+    if len(detectors) > 1 and not set.intersection(*(_single_file_weights(name) for name in detectors)):
         raise ValueError(f"one --detector-weights file cannot serve several detectors ({', '.join(sorted(detectors))})"
                          "; evaluate their protocols separately or pass a mapping {detector: path}")
     return detector_weights
+
+
+def _single_file_weights(name: str) -> set[str]:
+    """Registry weights names a detector or single-file distance accepts (empty for multi-file distances, whose
+    files are not interchangeable with a detector's)."""
+    from sgeval.distances import get_distance_spec, list_distances
+    from sgeval.features.registry import get_extractor_spec, list_extractors
+
+    if name in {spec.name for spec in list_extractors()}:
+        return set(get_extractor_spec(name).weights)
+    if name in {spec.name for spec in list_distances()}:
+        files = get_distance_spec(name).files
+        return set(files[0].weights) if len(files) == 1 else set()
+    return set()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -500,18 +545,26 @@ def evaluate_many(
     detectors = {protocol.detector for protocol in features if protocol.detector is not None}
     weighted = _weighted_networks(resolved)  # feature detectors and image distances: their files come from
     weights_of = {name: _detector_weights_for(name, detector_weights, weighted) for name in weighted}  # the registry
+    # Every helper network is built (its file found, checked and loaded) before the first metric is computed, so a
+    # missing or broken file for the last metric is an error at once, not after the first metrics' minutes of work.
+    extractors = {name: _build_extractor(name, options, weights_dir, allow_download, weights_of[name])
+                  for name in sorted(detectors)}
+    helpers = _build_sampler_networks([p for p in resolved if p.kind == "generator"], options, weights_dir,
+                                      allow_download, weights_of)
     results: dict[int, MetricResult] = {}  # by position in `resolved` (honest names may differ from the asked ones)
-    for index, protocol in enumerate(resolved):
-        if protocol.kind == "generator":
-            results[index] = _evaluate_generator_metric(protocol, network, options, weights_dir, allow_download,
-                                                        weights_of.get(protocol.detector or ""))
-    for detector in sorted(detectors):
-        group = [(index, protocol) for index, protocol in enumerate(resolved)
-                 if protocol.kind == "feature" and protocol.detector == detector]
-        extractor = _build_extractor(detector, options, weights_dir, allow_download, weights_of[detector])
-        group_results = _evaluate_group([protocol for _index, protocol in group], extractor, network, reals,
-                                        data_xflip, options)
-        results.update(zip([index for index, _protocol in group], group_results, strict=True))
+    try:
+        for index, protocol in enumerate(resolved):
+            if protocol.kind == "generator":
+                results[index] = _evaluate_generator_metric(protocol, network, options, helpers[protocol.name])
+        for detector in sorted(detectors):
+            group = [(index, protocol) for index, protocol in enumerate(resolved)
+                     if protocol.kind == "feature" and protocol.detector == detector]
+            group_results = _evaluate_group([protocol for _index, protocol in group], extractors[detector], network,
+                                            reals, data_xflip, options)
+            results.update(zip([index for index, _protocol in group], group_results, strict=True))
+    except BaseException:  # a later metric failed (or Ctrl-C): the finished ones are still recorded
+        _append_results(run_dir, network, [results[index] for index in sorted(results)])
+        raise
     ordered = [results[index] for index in range(len(resolved))]
     _append_results(run_dir, network, ordered)
     return ordered
@@ -580,7 +633,9 @@ def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, re
         request.counts.add(real_count)
         request.need_rows |= spec.needs == "features"
         plan.append((protocol, xflip, gen_count, real_count))
-    networks = {mix: _mixed_network(network, mix) for mix in gen_requests}  # errors before any extraction
+    for request in [*gen_requests.values(), *real_requests.values()]:  # errors before any extraction
+        _check_rows_fit(request, int(extractor.feature_dim), group)
+    networks = {mix: _mixed_network(network, mix) for mix in gen_requests}
     generated = {mix: _extract(networks[mix].source, extractor, request, options)
                  for mix, request in gen_requests.items()}
     real_sets = {xflip: _extract(reals.get(xflip), extractor, request, options)
@@ -705,10 +760,36 @@ def _build_classifiers(folder: PathLike | None, options: _RunOptions) -> Any:
     return load_classifiers(folder, device=options.device)
 
 
+def _build_sampler_networks(protocols: list[Protocol], options: _RunOptions, weights_dir: PathLike | None,
+                            allow_download: bool,
+                            weights_of: Mapping[str, PathLike | None]) -> dict[str, dict[str, Any]]:
+    """{protocol name: {"distance" / "classifiers": network}} for generator-space protocols; each distance and the
+    classifiers are built once and shared between the protocols that use them."""
+    from sgeval.samplers import get_sampler
+
+    distances: dict[str, Any] = {}
+    classifiers: list[Any] = []  # built at most once
+    out: dict[str, dict[str, Any]] = {}
+    for protocol in protocols:
+        needs, helpers = get_sampler(protocol.metric).networks, {}
+        if "distance" in needs:
+            if protocol.detector is None:
+                raise ValueError(f"protocol {protocol.name!r} names no image distance")
+            if protocol.detector not in distances:
+                distances[protocol.detector] = _build_distance(protocol.detector, options, weights_dir,
+                                                               allow_download, weights_of.get(protocol.detector))
+            helpers["distance"] = distances[protocol.detector]
+        if "classifiers" in needs:
+            classifiers = classifiers or [_build_classifiers(options.classifiers, options)]
+            helpers["classifiers"] = classifiers[0]
+        out[protocol.name] = helpers
+    return out
+
+
 def _evaluate_generator_metric(protocol: Protocol, network: _Network, options: _RunOptions,
-                               weights_dir: PathLike | None, allow_download: bool,
-                               weights_path: PathLike | None) -> MetricResult:
-    """A generator-space protocol: the sampler stage (cached like features), then the metric's pure reduction."""
+                               helpers: dict[str, Any]) -> MetricResult:
+    """A generator-space protocol: the sampler stage (cached like features), then the metric's pure reduction, with
+    the helper networks of `_build_sampler_networks`."""
     from sgeval.samplers import SamplerContext, get_sampler, sample_arrays
 
     source = network.source
@@ -717,13 +798,6 @@ def _evaluate_generator_metric(protocol: Protocol, network: _Network, options: _
         raise ValueError(f"{protocol.name} is a generator-space metric: it needs the generator itself (a snapshot or "
                          f"a generator object), not {source.describe().get('path', type(source).__name__)}")
     spec = get_sampler(protocol.metric)
-    helpers: dict[str, Any] = {}
-    if "distance" in spec.networks:
-        if protocol.detector is None:
-            raise ValueError(f"protocol {protocol.name!r} names no image distance")
-        helpers["distance"] = _build_distance(protocol.detector, options, weights_dir, allow_download, weights_path)
-    if "classifiers" in spec.networks:
-        helpers["classifiers"] = _build_classifiers(options.classifiers, options)
     source.prepare(_torch_device(options.device))  # refuses NaN weights, moves G
     context = SamplerContext(G=G, settings=protocol.settings, num_samples=protocol.num_gen, seed=options.seed,
                              batch_size=options.batch_size, device=_torch_device(options.device), networks=helpers,

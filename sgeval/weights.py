@@ -356,7 +356,12 @@ def use_explicit_file(path: str | os.PathLike[str], candidates: Sequence[Weights
     """
     file = Path(path).expanduser()
     if file.is_dir():
-        file = next((file / spec.filename for spec in candidates if (file / spec.filename).is_file()), file)
+        found = next((file / spec.filename for spec in candidates if (file / spec.filename).is_file()), None)
+        if found is None:
+            names = ", ".join(dict.fromkeys(spec.filename for spec in candidates))
+            raise WeightsNotFoundError(f"{file} is a folder that holds no weights file for this network (looked for "
+                                       f"{names}); give the file itself, or the folder that holds it")
+        file = found
     if not file.is_file():
         raise WeightsNotFoundError(f"weights file {file} does not exist (given as an explicit path)")
     actual = file_sha256(file)
