@@ -254,13 +254,19 @@ def _ppl_protocols() -> list[Protocol]:
         for space in ("z", "w"):
             for sampling in ("full", "end"):
                 settings = PPLSettings(space=space, sampling=sampling, crop=True, downsample=downsample,
-                                       pairs_per_noise=pairs)
+                                       pairs_per_noise=pairs, interpolation=_interpolation(downsample))
                 protocols.append(_ppl_protocol(f"ppl_{space}{sampling}{suffix}", settings, num_gen, official,
                                                f"{where}; face crop"))
         if suffix != "_v1":  # ppl2: StyleGAN2's un-cropped W end-point PPL (LSUN; StyleGAN2 Table 1)
-            settings = PPLSettings(space="w", sampling="end", crop=False, downsample=downsample, pairs_per_noise=pairs)
+            settings = PPLSettings(space="w", sampling="end", crop=False, downsample=downsample, pairs_per_noise=pairs,
+                                   interpolation=_interpolation(downsample))
             protocols.append(_ppl_protocol(f"ppl2_wend{suffix}", settings, num_gen, official, f"{where}; no crop"))
     return protocols
+
+
+def _interpolation(downsample: str) -> Literal["tf", "torch"]:
+    """The W interpolation of the code a PPL variant follows: torch.lerp in stylegan2-ada-pytorch, TF's elsewhere."""
+    return "torch" if downsample == "ada" else "tf"
 
 
 def _ppl_protocol(name: str, settings: Any, num_gen: int, official: bool, reference: str) -> Protocol:

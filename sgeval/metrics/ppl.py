@@ -26,6 +26,7 @@ __all__ = ["PPLSettings", "bootstrap_interval", "filtered_mean", "percentile_fil
 Space = Literal["z", "w"]
 Sampling = Literal["full", "end"]
 Downsample = Literal["tf", "ada"]
+Interpolation = Literal["tf", "torch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,10 @@ class PPLSettings:
     crop: bool  # face crop before the distance: rows [3c, 7c), columns [2c, 6c) with c = H // 8
     downsample: Downsample  # box factor to 256: "tf" from the cropped size; "ada" from G.img_resolution (ADA's bug)
     pairs_per_noise: int  # pairs that share one noise realisation (a minibatch per GPU: TF-v1 16, TF-v2 4, ADA 2)
+    # W-space interpolation: "tf" is TF's `a + (b - a) * t` (StyleGAN and StyleGAN2); "torch" is `torch.lerp`, as
+    # stylegan2-ada-pytorch, which for t >= 0.5 computes `b - (b - a) * (1 - t)`: the two round differently, and the
+    # division by epsilon^2 turns that into up to ~1e-2 per pair.
+    interpolation: Interpolation = "tf"
     epsilon: float = 1e-4  # interpolation step; distances are divided by epsilon^2
     confidence: float = 0.95  # level of the bootstrap interval
     bootstrap_resamples: int = 1000  # resamples of the pairs for that interval
@@ -47,6 +52,8 @@ class PPLSettings:
                              f"{self.sampling!r}")
         if self.downsample not in ("tf", "ada"):
             raise ValueError(f"PPL downsample must be 'tf' or 'ada', got {self.downsample!r}")
+        if self.interpolation not in ("tf", "torch"):
+            raise ValueError(f"PPL interpolation must be 'tf' or 'torch', got {self.interpolation!r}")
         if not 0 < self.epsilon < 1:
             raise ValueError(f"PPL epsilon must lie in (0, 1), got {self.epsilon}")
         if self.pairs_per_noise < 1 or self.bootstrap_resamples < 0 or not 0 < self.confidence < 1:

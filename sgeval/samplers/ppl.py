@@ -4,7 +4,8 @@ Follows NVIDIA's `perceptual_path_length.py` (TF StyleGAN / StyleGAN2; metrics_s
 
 * Z space: z0, z1 ~ N(0, I); the pair is slerp(z0, z1; t) and slerp(z0, z1; t + eps) on unit-normalised
   latents, both mapped (no truncation). W space: w0 = f(z0), w1 = f(z1), the pair is lerp(w0, w1; t) and
-  lerp(w0, w1; t + eps) of the broadcast per-layer ws. t ~ U(0, 1) ("full") or t = 0 exactly ("end").
+  lerp(w0, w1; t + eps) of the broadcast per-layer ws (TF's `a + (b - a) t`, or `torch.lerp` in the `_ada`
+  variants, as their code). t ~ U(0, 1) ("full") or t = 0 exactly ("end").
 * Noise: one realisation per group of `pairs_per_noise` pairs, shared by both images of every pair of the group
   (the official code re-initialises its noise variables before each minibatch and synthesises with constant
   noise), drawn from N(0, 1) into the generator's `noise_const` buffers, which are restored afterwards.
@@ -49,9 +50,18 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return d / d.norm(dim=-1, keepdim=True)
 
 
-def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation a + (b - a) t with t [N] broadcast over the trailing dimensions of a, b [N, ...]."""
-    return a + (b - a) * t.reshape(-1, *([1] * (a.ndim - 1)))
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, formula: str = "tf") -> torch.Tensor:
+    """Linear interpolation of a, b [N, ...] at t [N] (broadcast over the trailing dimensions).
+
+    formula "tf": `a + (b - a) * t`, as TF StyleGAN / StyleGAN2; "torch": `torch.lerp(a, b, t)`, as
+    stylegan2-ada-pytorch (it rounds differently for t >= 0.5). Equal up to float rounding.
+    """
+    weight = t.reshape(-1, *([1] * (a.ndim - 1))).to(a.dtype)
+    if formula == "torch":
+        return torch.lerp(a, b, weight)
+    if formula != "tf":
+        raise ValueError(f"lerp formula must be 'tf' or 'torch', got {formula!r}")
+    return a + (b - a) * weight
 
 
 def face_crop(images: torch.Tensor) -> torch.Tensor:
@@ -133,7 +143,8 @@ def _pair_images(ctx: SamplerContext, z0: torch.Tensor, z1: torch.Tensor, t: tor
         ws = G.mapping(z, c2, truncation_psi=1)  # [2P, num_ws, w_dim]
     else:
         w0, w1 = G.mapping(torch.cat([z0, z1]), torch.cat([c, c]), truncation_psi=1).chunk(2)  # [P, num_ws, w_dim]
-        ws = torch.stack([lerp(w0, w1, end) for end in ends], dim=1).flatten(0, 1)  # [2P, num_ws, w_dim]
+        ws = torch.stack([lerp(w0, w1, end, settings.interpolation) for end in ends], dim=1)  # [P, 2, num_ws, w_dim]
+        ws = ws.flatten(0, 1)  # [2P, num_ws, w_dim]
     return G.synthesis(ws, noise_mode="const").float()  # [2P, C, H, W]
 
 
@@ -170,8 +181,6 @@ def sample_ppl(ctx: SamplerContext) -> dict[str, np.ndarray]:
 
 
 def _progress(items: range, enabled: bool) -> Any:
-    if not enabled:
-        return items
-    from tqdm import tqdm
+    from sgeval.sources.sgmodels_adapter import progress_bar
 
-    return tqdm(items, desc="ppl", unit="batch", leave=False, dynamic_ncols=True)
+    return progress_bar(items, desc="ppl", unit="batch", leave=False, enabled=enabled)

@@ -17,6 +17,7 @@ import torch
 
 from sgeval import runner
 from sgeval.metrics.ppl import PPLSettings, _filtered_means, bootstrap_interval, filtered_mean, percentile_filter
+from sgeval.protocols import get_protocol
 from sgeval.runner import evaluate, resolve_protocol
 from sgeval.samplers import SamplerContext, get_sampler
 from sgeval.samplers.ppl import box_downsample, face_crop, lerp, ppl_images, sample_ppl, slerp
@@ -122,6 +123,25 @@ def test_lerp_broadcasts_t_over_layers() -> None:
     a, b = torch.zeros(2, 3, 4), torch.ones(2, 3, 4)
     out = lerp(a, b, torch.tensor([0.25, 1.0]))
     assert out.shape == (2, 3, 4) and out[0].eq(0.25).all() and out[1].eq(1.0).all()
+
+
+def test_the_ada_variants_interpolate_w_with_torch_lerp() -> None:
+    """`_ada` protocols use torch.lerp as stylegan2-ada-pytorch (exactly), the TF ones `a + (b - a) t` (exactly);
+    the two agree to float rounding and differ in rounding for some t >= 0.5."""
+    for name in ("ppl_wfull_ada", "ppl_wend_ada", "ppl2_wend_ada"):
+        assert get_protocol(name).settings.interpolation == "torch"
+    for name in ("ppl_wfull", "ppl_wend", "ppl_wfull_v1", "ppl2_wend"):
+        assert get_protocol(name).settings.interpolation == "tf"
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(512, 14, 64, generator=generator), torch.randn(512, 14, 64, generator=generator)
+    t = torch.rand(512, generator=generator)
+    weight = t[:, None, None]
+    assert torch.equal(lerp(a, b, t, "torch"), torch.lerp(a, b, weight))
+    assert torch.equal(lerp(a, b, t, "tf"), a + (b - a) * weight)
+    torch.testing.assert_close(lerp(a, b, t, "torch"), lerp(a, b, t, "tf"), rtol=0, atol=1e-5)
+    assert not torch.equal(lerp(a, b, t, "torch"), lerp(a, b, t, "tf"))  # the rounding the variants must follow
+    with pytest.raises(ValueError, match="lerp formula"):
+        lerp(a, b, t, "numpy")
 
 
 # --------------------------------------------------------------------------------------------- image pipeline
