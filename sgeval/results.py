@@ -145,6 +145,7 @@ class MetricResult:
         fields.setdefault("num_gen", protocol.num_gen)
         fields.setdefault("num_real", protocol.num_real)
         fields.setdefault("detector", protocol.detector)
+        fields.setdefault("num_gpus", process_count())
         if fields.get("kimg") is None:
             fields["kimg"] = kimg_from_snapshot_name(fields.get("snapshot"))
         return cls(
@@ -230,6 +231,17 @@ class MetricResult:
             timestamp=float(data.get("timestamp", 0.0)),
             versions={},
         )
+
+
+def process_count() -> int:
+    """Processes sharing the work: torch.distributed's world size under torchrun, else 1 (the official `num_gpus`).
+
+    Reads torch only when the caller already imported it, so result handling stays free of torch.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    return 1
 
 
 def result_path(run_dir: str | os.PathLike[str], protocol: str) -> Path:

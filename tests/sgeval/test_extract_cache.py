@@ -16,6 +16,8 @@ from sgeval import extract as extract_module
 from sgeval.cache import FeatureCache, cache_command, cache_key
 from sgeval.extract import background_decoding_pays, extract_features
 from sgeval.featureset import FeatureSet
+from sgeval.protocols import get_protocol
+from sgeval.results import MetricResult
 from sgeval.sources import CallableSource, GeneratorSource, ImageFolderSource
 from sgeval.weights import WeightsNotFoundError
 
@@ -247,6 +249,8 @@ def _distributed_worker(rank: int, world: int, init_file: str, folder: str, out:
             again = _extract(source, num_items=6, batch_size=2, capture_all=True, seed=5, cache=cache)
             assert again.meta["cache"]["hit"] and np.array_equal(again.features, result.features)
             np.savez(os.path.join(out, f"{name}-{rank}.npz"), features=result.features, outer=result.moment_outer)
+        record = MetricResult.from_protocol(get_protocol("fid50k_full"), {"fid": 1.0})
+        assert record.num_gpus == world == record.to_official_dict()["num_gpus"]  # the world size is recorded
     finally:
         torch.distributed.destroy_process_group()
 
@@ -255,6 +259,7 @@ def _distributed_worker(rank: int, world: int, init_file: str, folder: str, out:
 def test_two_processes_give_the_single_process_result(image_folder: Path, tmp_path: Path) -> None:
     torch.multiprocessing.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), str(image_folder),
                                                            str(tmp_path)), nprocs=2, join=True)
+    assert MetricResult.from_protocol(get_protocol("fid50k_full"), {"fid": 1.0}).num_gpus == 1
     single = {"files": _extract(ImageFolderSource(image_folder), num_items=6, capture_all=True),
               "gen": _extract(GeneratorSource(TinyGenerator()), num_items=6, capture_all=True, seed=5)}
     for name, reference in single.items():
