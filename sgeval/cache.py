@@ -146,8 +146,8 @@ class FeatureCache:
 
     def _warn_unwritable(self, exc: OSError) -> None:
         warnings.warn(f"could not write to the feature cache {self.root} ({exc.strerror or exc}); the result is "
-                      "kept but it will be computed again next time. Point --cache-dir or SGEVAL_CACHE_DIR at a "
-                      "writable folder, or pass --no-cache.", CacheWriteWarning, stacklevel=3)
+                      "kept but it will be computed again next time. Point SGEVAL_CACHE_DIR at a writable folder, "
+                      "or pass --no-cache.", CacheWriteWarning, stacklevel=3)
 
     def load_arrays(self, key: str) -> dict[str, np.ndarray] | None:
         """The arrays cached under `key` by `store_arrays` (a sampler's output), or None on a miss.

@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -344,9 +343,13 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
     Raises:
         ValueError: unlabelled data, non-binary attribute vectors, a resolution that does not divide the
             dataset's, fewer than 2 images.
+        WriteError: `outdir` is not writable (found before training), or the final write failed (the classifiers
+            were then kept in a temporary folder that the message names).
     """
     from sgeval.sources.images import open_image_source
+    from sgeval.sources.sgmodels_adapter import check_writable_folder
 
+    check_writable_folder(Path(outdir).expanduser())  # before minutes of training
     source = open_image_source(data)
     vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled
     targets, attributes, kind = attribute_targets(source.labels, 0 if vectors is None else vectors.shape[1],
@@ -425,9 +428,9 @@ def _accuracy(model: AttributeClassifier, images: DecodedImages, targets: np.nda
 
 
 def _bar(total: int, enabled: bool, desc: str = "classifiers") -> Any:
-    from tqdm import tqdm
+    from sgeval.sources.sgmodels_adapter import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    return progress_bar(total=total, desc=desc, unit="step", enabled=enabled)
 
 
 def save_classifiers(model: AttributeClassifier, description: dict[str, Any], outdir: Path) -> dict[str, Any]:
@@ -442,16 +445,27 @@ def save_described_tensors(model: torch.nn.Module, description: dict[str, Any], 
                            description_path: Path) -> dict[str, Any]:
     """The safe format of trained sgeval networks: the state dict as safetensors at `weights_path`, then the JSON
     `description` plus "weights_file" (its name) and "weights_sha256" at `description_path`; both atomic, tensors
-    first. Returns the description as written."""
+    first, in one folder. Returns the description as written.
+
+    Training must not be lost to a full or read-only folder: when the folder cannot take the files, both go to a
+    fresh temporary folder and the `WriteError` raised says where (`sgmodels.fileio.write_or_keep`).
+    """
     from safetensors.torch import save
 
+    from sgeval.sources.sgmodels_adapter import write_or_keep
+
+    if weights_path.parent != description_path.parent:
+        raise ValueError(f"{weights_path} and {description_path} must lie in one folder")
     payload = save({name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()})
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(weights_path, payload)
     description = description | {"weights_file": weights_path.name,
                                  "weights_sha256": hashlib.sha256(payload).hexdigest()}
-    atomic_write_text(description_path, json.dumps(description, indent=1) + "\n")
-    return description
+
+    def write(folder: Path) -> dict[str, Any]:
+        atomic_write_bytes(folder / weights_path.name, payload)
+        atomic_write_text(folder / description_path.name, json.dumps(description, indent=1) + "\n")
+        return description
+
+    return write_or_keep(weights_path.parent, write, f"the trained {weights_path.stem}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -202,9 +202,13 @@ def train_detector(
     Raises:
         ValueError: unlabelled data, non-binary attribute vectors, fewer than 2 items, a resolution that is not a
             power of two dividing the dataset's square images.
+        WriteError: `outdir` is not writable (found before training), or the final write failed (the detector was
+            then kept in a temporary folder that the message names).
     """
     from sgeval.sources.images import open_image_source
+    from sgeval.sources.sgmodels_adapter import check_writable_folder
 
+    check_writable_folder(Path(outdir).expanduser())  # before minutes of training
     source = open_image_source(data)
     labels = source.labels  # int64 [N] classes, float [N, A] attributes, or None (refused by attribute_targets)
     vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled

@@ -23,19 +23,18 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
 import torch
-import tqdm
 
 from sgeval.cache import FeatureCache, cache_key
 from sgeval.features.base import FeatureExtractor
 from sgeval.featureset import FeatureSet
 from sgeval.sources.protocol import ImageSource
+from sgeval.sources.sgmodels_adapter import progress_bar
 from sgeval.sources.stats import StatisticsSource
 
 __all__ = ["background_decoding_pays", "default_device", "distributed_info", "extract_features",
@@ -254,8 +253,7 @@ def _run_loop(source: ImageSource, extractor: FeatureExtractor, num_items: int, 
     batches = _batches_of_rank(num_items, batch_size)
     rank = distributed_info()[0]
     total = batches.num_rank_items()
-    bar = tqdm.tqdm(total=total, unit="img", desc=f"{extractor.name} features", file=sys.stderr,
-                    disable=not progress or rank != 0, dynamic_ncols=True, mininterval=1.0)
+    bar = progress_bar(total=total, unit="img", desc=f"{extractor.name} features", enabled=progress and rank == 0)
     # Files are decoded in a background thread while the network runs when that pays (a spare core or a GPU);
     # generators stay on this thread (their seeded RNG state is process-global and must not interleave).
     overlap = source.kind == "images" and background_decoding_pays(device)
@@ -325,7 +323,7 @@ def extract_features(
     capture_all: bool = False,  # keep every feature row (KID, precision/recall)
     capture_mean_cov: bool = True,  # accumulate float64 raw moments (FID)
     cache: FeatureCache | None = None,  # content-hashed cache; None = no caching
-    progress: bool = True,  # tqdm bar on stderr (rank 0) with rate and ETA
+    progress: bool = True,  # progress on stderr (rank 0) with rate and ETA: a bar, or lines on a pipe
     options: Mapping[str, Any] | None = None,  # extra JSON-able key fields that change the features
 ) -> FeatureSet:
     """Features of the first `num_items` items of `source` (see the module docstring for the guarantees).

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from sgeval.commands.metrics import _run, evaluation_options_except
+from sgeval.sources.sgmodels_adapter import cli_errors
 
 __all__ = ["detector_group", "fd_command"]
 
@@ -71,15 +72,11 @@ def train_command(data: Path, outdir: Path, max_items: int | None, seed: int, de
 
     from sgeval.detector import DEFAULT_OPTIONS, train_detector
 
-    try:
+    with cli_errors():
         options = dataclasses.replace(DEFAULT_OPTIONS, seed=seed,
                                       **{key: value for key, value in overrides.items() if value is not None})
         description = train_detector(data, outdir, options, max_items=max_items, device=device,
                                      progress=not no_progress)
-    except click.ClickException:
-        raise
-    except (ValueError, OSError) as error:
-        raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps(description, indent=1))
         return

@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from sgeval.sources.sgmodels_adapter import check_writable_folder, cli_errors
+
 __all__ = ["calc_command", "fid_command", "is_command", "kid_command", "list_command", "pr_command",
            "stats_command"]
 
@@ -215,13 +217,8 @@ def _run_one(protocols: list[str], source: str, data: Path | None, **options: An
     }
     if options:
         raise TypeError(f"internal: unhandled options {sorted(options)}")
-    try:
-        with _warnings_as_lines():
-            results = evaluate_many(protocols, source, data, **evaluate_kwargs)
-    except click.ClickException:
-        raise
-    except (ValueError, TypeError, OSError) as error:
-        raise click.ClickException(str(error)) from None
+    with cli_errors(TypeError), _warnings_as_lines():
+        results = evaluate_many(protocols, source, data, **evaluate_kwargs)
     return results
 
 
@@ -400,12 +397,10 @@ def stats_command(data: Path, out: Path, protocol: str, no_cache: bool, no_progr
     """
     from sgeval.reference_stats import compute_reference_statistics
 
-    try:
-        with _warnings_as_lines():
-            record = compute_reference_statistics(data, out, protocol=protocol, cache=not no_cache,
-                                                  progress=not no_progress, **options)
-    except (ValueError, TypeError, OSError) as error:
-        raise click.ClickException(str(error)) from None
+    with cli_errors(TypeError), _warnings_as_lines():
+        check_writable_folder(out.parent)  # before the features of every image
+        record = compute_reference_statistics(data, out, protocol=protocol, cache=not no_cache,
+                                              progress=not no_progress, **options)
     if as_json:
         click.echo(json.dumps(record, indent=1))
     else:

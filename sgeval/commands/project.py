@@ -24,13 +24,14 @@ import csv
 import dataclasses
 import io
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+
+from sgeval.sources.sgmodels_adapter import check_writable_folder, cli_errors, progress_bar
 
 __all__ = ["DEFAULT_DISTANCE", "project_command", "protocol_name"]
 
@@ -328,13 +329,10 @@ def project_command(network: str, targets_path: Path, outdir: Path, steps: int, 
 
     options = _Options(steps, seed, max_targets, attribution, num_generated, distance_name, distance_weights,
                        weights_dir, allow_download, device, save_noise, run_dir, not no_progress)
-    try:
-        with _warnings_as_lines():
-            results = _run(network, targets_path, outdir, options)
-    except click.ClickException:
-        raise
-    except (ValueError, TypeError, OSError) as error:
-        raise click.ClickException(str(error)) from None
+    with cli_errors(TypeError), _warnings_as_lines():
+        for folder in dict.fromkeys([outdir, run_dir or outdir]):  # before loading and projecting anything
+            check_writable_folder(folder)
+        results = _run(network, targets_path, outdir, options)
     _print(results, as_json, single=len(results) == 1)
 
 
@@ -359,8 +357,6 @@ class _Options:
 
 def _run(network: str, targets_path: Path, outdir: Path, opts: _Options) -> list[Any]:
     """Load, project every set, write the histogram and the result lines."""
-    import tqdm
-
     from sgeval.metrics.projection import ProjectorSettings
     from sgeval.projector import check_projectable, w_statistics
     from sgeval.results import append_result
@@ -379,7 +375,7 @@ def _run(network: str, targets_path: Path, outdir: Path, opts: _Options) -> list
     project_options = {"settings": settings, "seed": opts.seed, "save_noise": opts.save_noise,
                        "w_stats": w_statistics(G, settings.w_avg_samples, settings.w_avg_seed)}
     total = opts.steps * sum(len(targets.names) for targets in sets)
-    with tqdm.tqdm(total=total, unit="step", file=sys.stderr, disable=not opts.progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=total, desc="project", unit="step", enabled=opts.progress) as bar:
         distances = {targets.label: _project_set(targets, G, distance, project_options, outdir / targets.label, bar)
                      for targets in sets}
     results = _results(distances, {

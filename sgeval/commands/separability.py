@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from sgeval.commands.metrics import _count, _networks, _print, _run_one, evaluation_options_except
+from sgeval.sources.sgmodels_adapter import cli_errors
 
 __all__ = ["classifiers_group", "ls_command"]
 
@@ -121,12 +122,10 @@ def train_command(data: Path, outdir: Path, names: str | None, device: str, no_p
     """
     from sgeval.classifiers import TrainOptions, train_classifiers
 
-    try:
+    with cli_errors(TypeError):
         description = train_classifiers(data, outdir, TrainOptions(**options), device=device, progress=not no_progress,
                                         names=None if names is None else [n.strip() for n in names.split(",")],
                                         max_items=max_items)
-    except (ValueError, TypeError, OSError) as error:
-        raise click.ClickException(str(error)) from None
     _show(description, as_json, f"wrote {outdir}")
 
 
@@ -137,10 +136,8 @@ def info_command(folder: Path, as_json: bool) -> None:
     """Check a classifier FOLDER (sha256, tensor shapes) and show its attributes and held-out accuracy."""
     from sgeval.classifiers import load_classifiers
 
-    try:
+    with cli_errors():
         description = load_classifiers(folder).description
-    except (ValueError, OSError) as error:
-        raise click.ClickException(str(error)) from None
     _show(description, as_json, f"{folder}: verified")
 
 

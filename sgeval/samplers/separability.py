@@ -73,6 +73,6 @@ def sample_ls(ctx: SamplerContext) -> dict[str, np.ndarray]:
 
 
 def _progress(items: range, enabled: bool) -> Any:
-    from tqdm import tqdm
+    from sgeval.sources.sgmodels_adapter import progress_bar
 
-    return tqdm(items, desc="ls", unit="chunk", leave=False, dynamic_ncols=True, disable=not enabled)
+    return progress_bar(items, desc="ls", unit="chunk", leave=False, enabled=enabled)

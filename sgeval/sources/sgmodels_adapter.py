@@ -14,12 +14,14 @@ What sgeval takes from sgmodels, all through here:
 - the dataset reader (`sgmodels.data.reader`): sgeval's image folder and zip sources list, decode and label images
   with the same code that training uses, so a run is evaluated on exactly the data it was trained on;
 - small generic helpers that both packages share instead of copying: the crash-safe temporary files of
-  `sgmodels.fileio` (under `sgeval.atomic`) and the lazy click group of the CLIs.
+  `sgmodels.fileio` (under `sgeval.atomic`), its output-folder check and rescue of a final write, the lazy click
+  group and the error messages of the CLIs (`sgmodels.clierrors`), and the progress output (`sgmodels.progress`).
 
-Heavy parts of sgmodels are imported lazily, inside the functions. The generic helpers (`sgmodels.fileio`: standard
-library only; `sgmodels._lazycli`: click only) are imported at module level, because `sgeval.cli` needs the class
-when it is imported; this module itself imports neither torch nor other sgeval modules at import time, so the
-low-level `sgeval.atomic` can use it without an import cycle (`sgeval.sources` exports lazily for the same reason).
+Heavy parts of sgmodels are imported lazily, inside the functions. The generic helpers (`sgmodels.fileio` and
+`sgmodels.progress`: standard library only; `sgmodels._lazycli` and `sgmodels.clierrors`: click only) are imported
+at module level, because `sgeval.cli` needs the class when it is imported; this module itself imports neither
+torch nor other sgeval modules at import time, so the low-level `sgeval.atomic` can use it without an import cycle
+(`sgeval.sources` exports lazily for the same reason).
 """
 
 from __future__ import annotations
@@ -30,7 +32,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sgmodels._lazycli import LazyGroup
-from sgmodels.fileio import atomic_temp_path, stale_temp_files, sweep_stale_temp_files
+from sgmodels.clierrors import cli_errors
+from sgmodels.fileio import (
+    WriteError,
+    atomic_temp_path,
+    check_writable_folder,
+    keeping,
+    stale_temp_files,
+    sweep_stale_temp_files,
+    write_or_keep,
+)
+from sgmodels.progress import progress_bar
 
 if TYPE_CHECKING:  # importing this module stays light (no torch): sgeval.atomic and sgeval.cli import it
     import numpy as np
@@ -41,23 +53,29 @@ if TYPE_CHECKING:  # importing this module stays light (no torch): sgeval.atomic
 
 __all__ = [
     "LazyGroup",
+    "WriteError",
     "atomic_temp_path",
     "check_finite_images",
     "check_finite_weights",
+    "check_writable_folder",
+    "cli_errors",
     "image_grid",
     "is_sgmodels_snapshot",
     "is_style_generator",
+    "keeping",
     "load_generator",
     "load_sgmodels_source",
     "load_tf_classifier",
     "mixed_ws",
     "open_dataset_reader",
+    "progress_bar",
     "read_image",
     "snapshot_c_dim",
     "snapshot_metadata",
     "snapshot_training_data",
     "stale_temp_files",
     "sweep_stale_temp_files",
+    "write_or_keep",
     "write_png",
 ]
 
@@ -198,8 +216,7 @@ def write_png(path: str | os.PathLike[str], image: torch.Tensor) -> None:
     """Write one uint8 image [C, H, W] (C = 1 or 3) as a PNG file atomically (sgmodels.images.save_png)."""
     from sgmodels.images import save_png
 
-    with atomic_temp_path(path) as temp:
-        save_png(temp, image)
+    save_png(path, image)
 
 
 def image_grid(images: torch.Tensor, cols: int | None = None) -> torch.Tensor:
