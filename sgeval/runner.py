@@ -349,12 +349,14 @@ class _Request:
 def capture_for_cache(need_rows: bool, cached: bool, rows_bytes: int | None) -> tuple[bool, bool]:
     """(capture_all, capture_mean_cov) for `extract_features` of a call that needs rows or not.
 
-    Without a cache only what this call needs; with one, rows and moments both (rows while `rows_bytes`, the float32
-    size of all rows, is within CACHE_ROWS_MAX_BYTES), so that the cache entry serves any later metric over the same
-    source and detector with the same numbers.
+    The float64 raw moments are always accumulated (they cost a [D, D] matrix), so FID comes from the same moments
+    whatever else is computed and whether a cache is used: one route, one number (rows-only features would give the
+    two-pass covariance, 2e-8 relative apart). Rows are kept when this call needs them and, with a cache, while
+    `rows_bytes` (their float32 size) is within CACHE_ROWS_MAX_BYTES, so that the cache entry serves any later metric
+    over the same source and detector with the same numbers.
     """
     if not cached:
-        return need_rows, not need_rows
+        return need_rows, True
     fits = rows_bytes is not None and rows_bytes <= CACHE_ROWS_MAX_BYTES
     return need_rows or fits, True
 

@@ -92,6 +92,31 @@ def test_cache_hit_gives_identical_numbers(tmp_path: Path, folders: tuple[Path, 
     assert other_seed.values != first.values
 
 
+class _OffsetExtractor(FakeExtractor):
+    """Features far from zero (as Inception's are, relative to their spread): raw moments and the two-pass
+    covariance then round visibly differently."""
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        return super().extract(images) + 3e4
+
+
+def test_fid_takes_one_route_whatever_the_cache_and_the_other_metrics(tmp_path: Path, folders: tuple[Path, Path],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """FID comes from the float64 raw moments in every combination (before, FID beside KID without a cache used the
+    two-pass covariance of the rows, 2e-8 relative apart on Inception features); a prefix count goes the same way."""
+    from sgeval import runner
+
+    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: _OffsetExtractor())
+    G = TinyGenerator(seed=4)
+    runs = [evaluate("fid50k_full", G, folders[1], num_gen=12, cache=False, progress=False),
+            evaluate_many(["fid50k_full", "kid50k_full"], G, folders[1], num_gen=12, cache=False, progress=False)[0],
+            evaluate("fid50k_full", G, folders[1], num_gen=12, cache=FeatureCache(tmp_path / "c"), progress=False),
+            evaluate_many(["fid50k_full@gen12", "kid50k_full@gen12-real10"], G, folders[1], cache=False,
+                          progress=False)[0]]
+    for run in runs[1:]:
+        assert run.values["fid"] == pytest.approx(runs[0].values["fid"], rel=1e-12, abs=0)
+
+
 def test_statistics_reference_equals_folder_reference(tmp_path: Path, folders: tuple[Path, Path],
                                                       extractor: FakeExtractor) -> None:
     real = _fake_features(folders[1])
