@@ -1,7 +1,7 @@
 """Attribute classifiers for linear separability: a discriminator-like CNN trained on a labelled dataset.
 
 The StyleGAN paper labels generated images with 40 binary CelebA-HQ attribute classifiers, each "the same
-architecture as the discriminator" (metrics_spec.md section 4), one network per attribute. Here one network has a
+architecture as the discriminator" (docs/metrics.md section 10), one network per attribute. Here one network has a
 shared convolutional trunk and one logit per attribute: the separability metric only reads each attribute's logit,
 and on a CPU one shared trunk costs 1/A of A separate networks both to train and to label 200,000 images (A = 40
 for CelebA). Each head still gives an independent binary decision (logit >= 0: the attribute is present).

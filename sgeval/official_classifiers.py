@@ -1,6 +1,6 @@
 """NVIDIA's CelebA-HQ attribute classifiers for linear separability, read from their TF pickles without TensorFlow.
 
-The official metric (metrics_spec.md section 4) labels generated images with 40 separate binary classifiers,
+The official metric (docs/metrics.md section 10) labels generated images with 40 separate binary classifiers,
 `celebahq-classifier-00-male.pkl` ... `celebahq-classifier-39-wearing-necktie.pkl`, each one pickled TF `Network`
 with one logit per image. A folder holding any subset of these files (and no `classifiers.json`) is loaded here as
 a classifier set ordered by the files' index: attribute k of the logits is the k-th file present.

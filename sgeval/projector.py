@@ -1,7 +1,7 @@
 """StyleGAN2 projector: the w (and noise maps) whose image is closest to a target under a differentiable distance.
 
 Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN", Section 5 and Appendix D; matches
-StyleGAN2 TF `projector.Projector` and stylegan2-ada-pytorch `projector.project` (metrics_spec.md section 5):
+StyleGAN2 TF `projector.Projector` and stylegan2-ada-pytorch `projector.project` (docs/metrics.md section 11):
 
 * one w in W (not W+), initialised at w_avg and broadcast to all `num_ws` layers; sigma_w = sqrt(sum_i ||w_i -
   w_avg||^2 / N) over `w_avg_samples` mapped z (one scalar, not a per-dimension std);

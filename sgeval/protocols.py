@@ -183,7 +183,7 @@ def list_protocols() -> list[Protocol]:
 
 
 def _builtin_protocols() -> list[Protocol]:
-    """The official feature protocols (metrics_spec.md sections 1 and 2), plus one documented extension."""
+    """The official feature protocols (docs/metrics.md sections 3-7), plus one documented extension."""
     from sgeval.metrics.inception_score import ISSettings
     from sgeval.metrics.precision_recall import DensityCoverageSettings, PrecisionRecallSettings
 
@@ -234,7 +234,7 @@ PPL_DISTANCE = "lpips-vgg16-nvidia"
 
 
 def _ppl_protocols() -> list[Protocol]:
-    """PPL (metrics_spec.md section 3.4): the official TF-v2 names, and the TF-v1 and ADA settings under suffixes.
+    """PPL (docs/metrics.md section 9.4): the official TF-v2 names, and the TF-v1 and ADA settings under suffixes.
 
     The official names keep StyleGAN2's settings (50k pairs, 4 per noise realisation, box factor of the cropped
     size): they are what StyleGAN2 and most later papers report. StyleGAN (v1) drew 100k pairs, 16 per noise
@@ -280,7 +280,7 @@ LS_CLASSIFIERS = "classifiers"
 
 
 def _ls_protocols() -> list[Protocol]:
-    """Linear separability (metrics_spec.md section 4): StyleGAN TF's `ls`, 200k samples, the most confident half."""
+    """Linear separability (docs/metrics.md section 10): StyleGAN TF's `ls`, 200k samples, the most confident half."""
     from sgeval.metrics.separability import LSSettings
 
     return [Protocol(name="ls", metric="ls", settings=LSSettings(), num_gen=200_000, num_real=None, real_xflip="off",

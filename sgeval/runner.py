@@ -8,7 +8,7 @@ detector: FID and KID both read Inception features, so each side goes through th
   generated item i depends only on (seed, i), so a smaller count is the prefix of the rows (one extraction per
   mixing of the generated images: `fid50k_full@mix2` mixes 2 latents per image, sgeval.sources.mixing);
 * real features: one extraction per (detector, x-flip) of the largest real count asked for; the reals are the first
-  items in dataset order (metrics_spec.md section 0.3), so a smaller count is again a prefix.
+  items in dataset order (docs/metrics.md section 1.3), so a smaller count is again a prefix.
 
 Rows are kept whenever a metric needs them (KID, precision/recall) or counts differ between protocols (prefixes are
 cut from rows); otherwise only float64 moments are accumulated (FID alone: O(D^2) memory whatever N is). Every

@@ -19,7 +19,7 @@ _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Quantise generator output exactly as the official code does (metrics_spec.md section 0.1).
+    """Quantise generator output exactly as the official code does (docs/metrics.md section 1.1).
 
     Args:
         images: float tensor [N, C, H, W] in about [-1, 1].

@@ -26,8 +26,8 @@ highest-resolution blocks in float16 on CUDA, as every stylegan2-ada-pytorch con
 is its config F); configs B-D keep the TF settings (no clamp, float32, progressive growing).
 
 Channel widths follow channels(res) = min(channel_base // res, channel_max); channel_base = 2 * fmap_base of the TF
-code (configs A-E and StyleGAN v1: 16384; StyleGAN2 F: 32768). Training values come from metrics_spec.md sections
-6.1 and 6.2 (TF train.py / run_training.py); the StyleGAN2 CPU presets use the ADA "auto" heuristics (R1 gamma =
+code (configs A-E and StyleGAN v1: 16384; StyleGAN2 F: 32768). Training values follow docs/models.md sections
+2.1 and 2.2 (TF train.py / run_training.py); the StyleGAN2 CPU presets use the ADA "auto" heuristics (R1 gamma =
 0.0002 * res^2 / batch, EMA half-life batch * 10 / 32 kimg with ramp-up 0.05, two mapping layers); the v1 and
 traditional CPU presets use lr 0.001, R1 gamma 3 (v1, chosen on Fashion-MNIST) or 10 (traditional, config B), and
 20 kimg growing phases from 8x8.
@@ -118,7 +118,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "progressive": None,  # None, or kwargs of sgmodels.training.schedule.ProgressiveSchedule (minus img_resolution).
 }
 
-# TF v1 train.py progressive schedule (metrics_spec.md 6.1), also StyleGAN2 configs A-D.
+# TF v1 train.py progressive schedule (docs/models.md section 2.1), also StyleGAN2 configs A-D.
 _V1_PROGRESSIVE: dict[str, Any] = {
     "enabled": True,
     "initial_resolution": 8,

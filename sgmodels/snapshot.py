@@ -15,7 +15,7 @@ Layout of a snapshot file (safetensors: an 8-byte header length, a JSON header, 
 
 A network is rebuilt from its registry description (`sgmodels.registry.build_network`), then the stored tensors are
 loaded strictly (every key, shape and dtype must match). Nothing is unpickled, so a snapshot cannot run code.
-The evaluated network is ``G_ema`` when present, else ``G`` (as in the official code, metrics_spec.md section 0.2).
+The evaluated network is ``G_ema`` when present, else ``G`` (as in the official code, docs/models.md section 1).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Checkpoints in the official layouts, built by test code from sgmodels networks (never from official code).
 
 * `write_ada_pickle`: a dict {G, D, G_ema, augment_pipe, training_set_kwargs} whose networks pickle exactly as
-  `torch_utils.persistence` objects do (metrics_spec.md section 7.2): `_reconstruct_persistent_obj(meta)` with meta
+  `torch_utils.persistence` objects do (docs/models.md section 4.3): `_reconstruct_persistent_obj(meta)` with meta
   {type, version, module_src, class_name, state}, state = the module's `_parameters`, `_buffers`, `_modules`
   (child records), `_init_args`, `_init_kwargs` (a `dnnlib.util.EasyDict`). The globals are written by stand-in
   modules registered in `sys.modules` only while pickling (`official_module_names`).

@@ -1,12 +1,12 @@
 """LPIPS with NVIDIA's TorchScript VGG16 (`vgg16.pt`), as stylegan2-ada-pytorch's PPL and projector use it.
 
 Registered as "lpips-vgg16-nvidia". Matches stylegan2-ada-pytorch `metrics/perceptual_path_length.py` and
-`projector.py` (metrics_spec.md sections 3.5 and 5.2):
+`projector.py` (docs/metrics.md sections 9.5 and 11):
 
 1. images scaled from [-1, 1] to [0, 255] as floats, `(x + 1) * 127.5`: no clamping, no quantisation;
 2. `embedding = vgg16(images, resize_images=False, return_lpips=True)` -> [N, D], the archive's LPIPS embedding
    (per third-party ports, inferred: unit-normalised relu1_2 ... relu5_3 features scaled by the lin weights so that
-   squared differences reproduce LPIPS; metrics_spec.md section 0.4);
+   squared differences reproduce LPIPS; docs/metrics.md section 9.5);
 3. distance = squared L2 between the two embeddings, summed over D: a squared distance, like lpips-vgg.
 
 The weights file is `vgg16-torchscript` (the same archive serves precision/recall). Its weights are the original

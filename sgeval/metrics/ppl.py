@@ -2,7 +2,7 @@
 
 Karras et al., "A Style-Based Generator Architecture for GANs" (2019), section 4.2, and the StyleGAN2 paper; the
 reference implementations are NVIDIA's TF `metrics/perceptual_path_length.py` (StyleGAN, StyleGAN2) and its
-PyTorch port in stylegan2-ada-pytorch (metrics_spec.md section 3). The sampler returns one distance per pair,
+PyTorch port in stylegan2-ada-pytorch (docs/metrics.md section 9). The sampler returns one distance per pair,
 already divided by epsilon^2; the value is the mean of the distances between the 1st percentile (numpy
 `method="lower"`) and the 99th (`method="higher"`), inclusive, exactly as both reference implementations filter.
 
@@ -31,7 +31,7 @@ Interpolation = Literal["tf", "torch"]
 
 @dataclasses.dataclass(frozen=True)
 class PPLSettings:
-    """Settings of one PPL protocol (metrics_spec.md sections 3.1-3.5)."""
+    """Settings of one PPL protocol (docs/metrics.md sections 9.1-9.4)."""
 
     space: Space  # "z": slerp of unit-normalised latents; "w": lerp of the mapped latents (all layers alike)
     sampling: Sampling  # "full": t ~ U(0, 1); "end": t = 0 exactly (as the official code; the paper says t in {0, 1})

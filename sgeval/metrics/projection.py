@@ -12,8 +12,8 @@ with synthetic arrays:
   histograms only, no decision threshold; `threshold` / `accuracy` are the distance that maximises balanced
   accuracy (Youden's J) and that accuracy, as an extra summary.
 
-Settings follow StyleGAN2 TF `projector.Projector` and stylegan2-ada-pytorch `projector.project` (metrics_spec.md
-section 5); where the two differ, the docstring of `ProjectorSettings` says which one is followed.
+Settings follow StyleGAN2 TF `projector.Projector` and stylegan2-ada-pytorch `projector.project` (docs/metrics.md
+section 11); where the two differ, the docstring of `ProjectorSettings` says which one is followed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ DEFAULT_HISTOGRAM_BINS = 20  # bins of the recorded histograms
 class ProjectorSettings:
     """Hyper-parameters of the StyleGAN2 projector; the defaults are the official ones (TF-v2 and ADA agree).
 
-    Deliberate choices where the two official implementations differ (metrics_spec.md section 5):
+    Deliberate choices where the two official implementations differ (docs/metrics.md section 11):
     * targets larger than `max_distance_resolution` are area-downsampled to exactly that size (ADA
       `F.interpolate(mode="area")`; equal to TF's integer box filter whenever the resolution is a multiple of 256,
       e.g. 512 or 1024; TF would leave e.g. a 384 image at 384);

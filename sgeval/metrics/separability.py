@@ -2,8 +2,8 @@
 `sgeval.samplers.separability`).
 
 Karras et al., "A Style-Based Generator Architecture for GANs" (2019), section 4.2; reference implementation
-NVIDIA's TF `metrics/linear_separability.py` (StyleGAN and StyleGAN2; stylegan2-ada-pytorch has none), steps 5-8
-of metrics_spec.md section 4. Per attribute and per space (z, w):
+NVIDIA's TF `metrics/linear_separability.py` (StyleGAN and StyleGAN2; stylegan2-ada-pytorch has none), the steps
+of docs/metrics.md section 10. Per attribute and per space (z, w):
 
 1. keep the most confident `keep_fraction` of the samples (official: 100k of 200k), confidence = the larger of
    softmax([l, -l]) = sigmoid(2 |l|); a stable sort, so equal confidences keep the lower sample index first, as the
@@ -41,7 +41,7 @@ __all__ = ["LSSettings", "conditional_entropy_bits", "confident_indices", "fit_p
 
 @dataclasses.dataclass(frozen=True)
 class LSSettings:
-    """Settings of the linear separability protocol (metrics_spec.md section 4); the sample count is the
+    """Settings of the linear separability protocol (docs/metrics.md section 10); the sample count is the
     protocol's `num_gen` (official 200,000)."""
 
     keep_fraction: float = 0.5  # most confident fraction kept per attribute (official: 100k of 200k)
@@ -79,7 +79,7 @@ def fit_predict(inputs: np.ndarray, targets: np.ndarray, seed: int) -> np.ndarra
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter=1000 is expected (metrics_spec 4.6)
+            warnings.simplefilter("ignore")  # max_iter=1000 convergence warnings are expected (docs/metrics.md 10)
             svm = LinearSVC(dual=True, random_state=seed)
             svm.fit(inputs, targets)
             return np.asarray(svm.predict(inputs))

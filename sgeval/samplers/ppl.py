@@ -1,6 +1,6 @@
 """The PPL sampler: pairs of images an epsilon apart on a latent path, and their perceptual distance / epsilon^2.
 
-Follows NVIDIA's `perceptual_path_length.py` (TF StyleGAN / StyleGAN2; metrics_spec.md sections 3.1-3.5):
+Follows NVIDIA's `perceptual_path_length.py` (TF StyleGAN / StyleGAN2; docs/metrics.md sections 9.1-9.4):
 
 * Z space: z0, z1 ~ N(0, I); the pair is slerp(z0, z1; t) and slerp(z0, z1; t + eps) on unit-normalised
   latents, both mapped (no truncation). W space: w0 = f(z0), w1 = f(z1), the pair is lerp(w0, w1; t) and

@@ -1,6 +1,6 @@
 """The linear separability sampler: latents, last-layer w and classifier logits of generated images.
 
-Follows NVIDIA's TF `metrics/linear_separability.py` (metrics_spec.md section 4, steps 1-4): z ~ N(0, I) raw (not
+Follows NVIDIA's TF `metrics/linear_separability.py` (docs/metrics.md section 10, sampling): z ~ N(0, I) raw (not
 normalised), w = mapping(z) without truncation, images = synthesis(ws) with per-image random noise, kept float
 (no uint8 quantisation), box-downsampled by the classifiers to their input resolution (256 for the official
 CelebA-HQ ones), one logit per attribute. It stores z as drawn and w of the last layer (identical across layers).

@@ -14,7 +14,7 @@ With `mix_latents = K >= 2` every item mixes K latents of its own stream at rand
 StyleGAN Table 2; the exact recipe is in `sgeval.sources.mixing`); K = 1 is the plain sampling above.
 
 Output conversion is the official one: float images in about [-1, 1] become
-`(x * 127.5 + 128).clamp(0, 255).to(uint8)` (truncation toward zero, metrics_spec.md section 0.1); uint8 output is
+`(x * 127.5 + 128).clamp(0, 255).to(uint8)` (truncation toward zero, docs/metrics.md section 1.1); uint8 output is
 passed through unchanged. NaN or infinite output is an error naming the items, not silently clamped.
 
 Fingerprint: sha256 of the network weights (every state-dict tensor's name, dtype, shape and bytes) plus the

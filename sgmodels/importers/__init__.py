@@ -54,7 +54,7 @@ __all__ = [
     "restricted_load",
 ]
 
-DEFAULT_KEYS = ("G_ema", "G")  # the evaluated network: the first one present (metrics_spec.md section 0.2)
+DEFAULT_KEYS = ("G_ema", "G")  # the evaluated network: the first one present (docs/models.md section 1)
 DERIVED_BUFFERS = ("resample_filter",)  # buffers computed from constructor arguments; an importer may omit them
 
 

@@ -1,6 +1,6 @@
 """Importer of official PyTorch pickles: stylegan2-ada-pytorch and the StyleGAN2 networks of stylegan3 pickles.
 
-File (metrics_spec.md section 7.2): a pickled dict {"G", "D", "G_ema", "augment_pipe", "training_set_kwargs", ...}
+File (docs/models.md section 4.3): a pickled dict {"G", "D", "G_ema", "augment_pipe", "training_set_kwargs", ...}
 whose networks are `torch_utils.persistence` objects: each pickles as
 `_reconstruct_persistent_obj(meta)` with meta = {type: "class", version, module_src, class_name, state}, where
 `state` is the module's `__dict__` (`_parameters`, `_buffers`, `_modules` holding child persistent objects,

@@ -1,4 +1,4 @@
-"""Importer of rosinality stylegan2-pytorch checkpoints (`torch.save` zip files, metrics_spec.md section 7.3).
+"""Importer of rosinality stylegan2-pytorch checkpoints (`torch.save` zip files, docs/models.md section 4.4).
 
 File: a dict with "g_ema" (always), "g", "d" (training checkpoints), "args" (an `argparse.Namespace`), "latent_avg"
 (converted official networks), optimizer states and "ada_aug_p". It is read with torch's own restricted unpickler,

@@ -1,7 +1,7 @@
 """Name tables of the official TensorFlow networks: sgmodels state-dict key -> (TF variable, array transform).
 
 TF variable names are those a pickle stores, with the component key of each sub-network as prefix (`mapping/`,
-`synthesis/`), as collected from `Network.variables` and `Network.components` (metrics_spec.md section 7.1):
+`synthesis/`), as collected from `Network.variables` and `Network.components` (docs/models.md section 4.2):
 
 | TF build function | sgmodels network | table |
 |---|---|---|

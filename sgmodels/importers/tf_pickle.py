@@ -1,7 +1,7 @@
 """Import official TensorFlow pickles of StyleGAN v1, StyleGAN2 and StyleGAN2-ADA-TF without TensorFlow.
 
 A TF release file is a pickle of `(G, D, Gs)`, three `dnnlib.tflib.network.Network` objects whose state is a dict
-(metrics_spec.md section 7.1): `version` (3 for StyleGAN v1, 4 for StyleGAN2), `name`, `static_kwargs` (the
+(docs/models.md section 4.2): `version` (3 for StyleGAN v1, 4 for StyleGAN2), `name`, `static_kwargs` (the
 constructor arguments), `build_func_name`, `build_module_src` (the Python source of the network module),
 `variables` (a list of `(name, numpy array)`) and `components` (the nested mapping / synthesis networks).
 

@@ -24,7 +24,7 @@ def lazy_regularization_factor(interval: int | None) -> float:
 
     A lazily regularised network takes k main steps and one regularisation step per k minibatches, so its Adam
     hyper-parameters are rescaled (lr * c, beta ** c) to keep the effective momentum and step size per minibatch
-    (StyleGAN2 paper, appendix B; metrics_spec 9.11).
+    (StyleGAN2 paper, appendix B; docs/models.md section 3).
     """
     if interval is None or interval == 0:
         return 1.0

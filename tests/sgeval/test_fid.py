@@ -65,7 +65,7 @@ def test_mean_shift_adds_squared_norm() -> None:
 
 @pytest.mark.parametrize(("dim", "num", "seeds"), [(20, 2000, 8), (100, 5000, 2)])
 def test_two_gaussian_samples_match_the_analytic_expectation(dim: int, num: int, seeds: int) -> None:
-    # metrics_spec.md section 10: two N-sample sets of N(mu, I_d) give FID ~ d^2 / (2N) + 2d / N.
+    # docs/metrics.md section 3: two N-sample sets of N(mu, I_d) give FID ~ d^2 / (2N) + 2d / N.
     expected = dim**2 / (2 * num) + 2 * dim / num
     values = []
     for seed in range(seeds):

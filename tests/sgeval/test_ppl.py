@@ -159,7 +159,7 @@ def test_box_downsampling_tf_from_the_cropped_size_ada_from_the_resolution() -> 
     images = torch.randn(2, 3, 1024, 1024)
     tf = ppl_images(images, _settings("w", crop=True, downsample="tf"), 1024)
     ada = ppl_images(images, _settings("w", crop=True, downsample="ada"), 1024)
-    assert tf.shape[-1] == 256 and ada.shape[-1] == 128  # ADA's factor 4 of the uncropped 1024 (metrics_spec 3.5)
+    assert tf.shape[-1] == 256 and ada.shape[-1] == 128  # ADA: factor 4 of the uncropped 1024 (docs/metrics.md 9.2)
     torch.testing.assert_close(tf[0, 0, 0, 0], face_crop(images)[0, 0, :2, :2].mean())  # a 2x2 box mean
     uncropped = ppl_images(images, _settings("w", crop=False, downsample="tf"), 1024)
     assert uncropped.shape[-1] == 256

@@ -207,7 +207,7 @@ def test_memory_budget_reaches_the_metric_and_changes_no_value(folders: tuple[Pa
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Conditional generators: labels of random reference items (metrics_spec.md section 1.2)
+# Conditional generators: labels of random reference items (docs/metrics.md section 1.2)
 
 
 def _conditional_snapshot(tmp_path: Path) -> Path:

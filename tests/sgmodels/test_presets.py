@@ -52,7 +52,7 @@ def test_paper_presets_use_the_paper_networks(name: str, family: str, d_class: s
 
 
 def test_stylegan_table1_switches() -> None:
-    """StyleGAN Table 1: which row adds what (metrics_spec 6.1)."""
+    """StyleGAN Table 1: which row adds what (docs/models.md section 2.1)."""
     def g_kwargs(config: str) -> dict:
         g, _, _ = network_descriptions("stylegan", config)
         return g["init_kwargs"]
@@ -72,7 +72,7 @@ def test_stylegan_table1_switches() -> None:
 
 
 def test_stylegan2_table1_training_switches() -> None:
-    """StyleGAN2 Table 1 / run_training.py configs (metrics_spec 6.2)."""
+    """StyleGAN2 Table 1 / run_training.py configs (docs/models.md section 2.2)."""
     training = {config: network_descriptions("stylegan2", config)[2] for config in "abcdef"}
     lazy = {config: (t["g_reg_interval"], t["d_reg_interval"]) for config, t in training.items()}
     assert lazy == {"a": (None, None), "b": (None, None), "c": (4, 16), "d": (4, 16), "e": (4, 16), "f": (4, 16)}
