@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.ablations.report import write_suite_report
     from benchmarks.ablations.run import finished_records, run_suites
     from benchmarks.ablations.stick import prepare_stick
+    from sgmodels.fileio import check_writable_folder
 
+    try:  # hours of runs must not start on an output folder that cannot take them
+        check_writable_folder(args.out)
+    except OSError as error:
+        raise SystemExit(str(error)) from None
     started = time.perf_counter()
     data = _dataset(args, scale)
     weights = dict(item.split("=", 1) for item in args.weights)

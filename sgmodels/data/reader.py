@@ -31,6 +31,7 @@ import io
 import os
 import re
 import threading
+import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -107,6 +108,7 @@ class FileTree:
                 for root, _dirs, files in os.walk(self.path)
                 for fname in files
             ]
+        _warn_escaping(self.path, names)
         return [name for name in names if not _is_junk(name)]
 
     def _zipfile(self) -> zipfile.ZipFile:
@@ -182,6 +184,19 @@ def max_image_file_bytes() -> int:
 def max_labels_file_bytes(num_images: int) -> int:
     """The largest dataset.json read for a tree of `num_images` images."""
     return _LABELS_BASE_BYTES + _LABELS_BYTES_PER_IMAGE * num_images
+
+
+class SkippedMembersWarning(UserWarning):
+    """Zip members that are never read because their names climb out of the archive (`../x.png`)."""
+
+
+def _warn_escaping(path: Path, names: list[str]) -> None:
+    """Say which members are skipped for a path outside the archive (they used to vanish without a word)."""
+    escaping = [name for name in names if ".." in re.split(r"[/\\]", name)]
+    if escaping:
+        shown = ", ".join(escaping[:5]) + (f" and {len(escaping) - 5} more" if len(escaping) > 5 else "")
+        warnings.warn(f"{path}: skipped {len(escaping)} zip member(s) whose names leave the archive ({shown}); "
+                      "rename them inside the zip to use them", SkippedMembersWarning, stacklevel=4)
 
 
 def _is_junk(name: str) -> bool:

@@ -315,3 +315,27 @@ def test_piped_generate_prints_a_plain_progress_line(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "generate: 3/3 img (100%)" in result.stderr and "\r" not in result.stderr
 
+
+
+def test_zip_members_that_climb_out_of_the_archive_are_named_when_skipped(tmp_path: Path) -> None:
+    import zipfile
+
+    from sgmodels.data.reader import FileTree, SkippedMembersWarning
+    from sgmodels.images import png_bytes
+
+    image = png_bytes(torch.zeros(3, 4, 4, dtype=torch.uint8))
+    with zipfile.ZipFile(tmp_path / "data.zip", "w") as archive:
+        for name in ("a.png", "../x.png", "sub/../../y.png"):
+            archive.writestr(name, image)
+    named = r"skipped 2 zip member\(s\) .*\(\.\./x\.png, sub/\.\./\.\./y\.png\)"
+    with pytest.warns(SkippedMembersWarning, match=named):
+        tree = FileTree(tmp_path / "data.zip")
+    assert tree.names == ["a.png"]
+
+
+def test_the_ablation_suites_check_their_output_folder_before_any_run(tmp_path: Path) -> None:
+    from benchmarks.ablations.__main__ import main as ablations
+
+    blocked = _blocked(tmp_path)
+    with pytest.raises(SystemExit, match=f"could not write {blocked} .*nothing was started"):
+        ablations(["--out", str(blocked), "--data", str(tmp_path / "missing.zip")])
