@@ -23,11 +23,12 @@ def cli_errors(*also: type[Exception]) -> Iterator[None]:
 
     click's own exceptions pass unchanged (some error classes are both a ValueError and a ClickException).
     """
+    messages: tuple[type[Exception], ...] = (ValueError, *also)
     try:
         yield
     except click.ClickException:
         raise
     except OSError as error:
         raise click.ClickException(os_error_message(error)) from error
-    except (ValueError, *also) as error:
+    except messages as error:
         raise click.ClickException(str(error)) from error

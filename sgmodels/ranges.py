@@ -27,7 +27,7 @@ class IntRanges(Sequence[int]):
         self._ends = list(itertools.accumulate(part.stop - part.start for part in self.parts))
 
     @property
-    def count(self) -> int:
+    def size(self) -> int:
         """How many integers (a Python int: no `len()` overflow for absurd ranges)."""
         return self._ends[-1] if self._ends else 0
 
@@ -37,7 +37,7 @@ class IntRanges(Sequence[int]):
         return max((part.stop - 1 for part in self.parts if part.stop > part.start), default=None)
 
     def __len__(self) -> int:
-        return self.count
+        return self.size
 
     def __iter__(self) -> Iterator[int]:
         return itertools.chain.from_iterable(self.parts)
@@ -50,17 +50,17 @@ class IntRanges(Sequence[int]):
 
     def __getitem__(self, index: int | slice) -> int | list[int]:
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
-        position = index + self.count if index < 0 else index
-        if not 0 <= position < self.count:
-            raise IndexError(f"index {index} out of range for {self.count} values")
+            return [self[i] for i in range(*index.indices(self.size))]
+        position = index + self.size if index < 0 else index
+        if not 0 <= position < self.size:
+            raise IndexError(f"index {index} out of range for {self.size} values")
         part = bisect.bisect_right(self._ends, position)
         return self.parts[part][position - (self._ends[part - 1] if part else 0)]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, IntRanges):
             return self.parts == other.parts
-        return isinstance(other, Sequence) and len(other) == self.count and list(self) == list(other)
+        return isinstance(other, Sequence) and len(other) == self.size and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking equality with lists: not hashable
 

@@ -41,8 +41,8 @@ def range_option(*names: str, max_count: int | None = None, **kwargs: Any) -> Ca
             ranges = parse_ranges(value)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-        if max_count is not None and ranges.count > max_count:
-            raise click.BadParameter(f"{ranges.count} values; at most {max_count} can be used here")
+        if max_count is not None and ranges.size > max_count:
+            raise click.BadParameter(f"{ranges.size} values; at most {max_count} can be used here")
         return ranges
 
     return click.option(*names, callback=parse, metavar="RANGE", **kwargs)

@@ -68,11 +68,11 @@ def generate(network: str | None, seeds: IntRanges, outdir: Path, grid: bool, gr
                                arch, config, overrides, network_key=kwargs.pop("network_key"))
         batches = iter_image_batches(G, seeds, **kwargs)  # lazy: one batch in memory at a time
         if grid:
-            _write_grid(batches, seeds.count, outdir / "grid.png", grid_cols)
-            click.echo(f"wrote a grid of {seeds.count} images to {outdir / 'grid.png'}")
+            _write_grid(batches, seeds.size, outdir / "grid.png", grid_cols)
+            click.echo(f"wrote a grid of {seeds.size} images to {outdir / 'grid.png'}")
             return
-        _write_pngs(batches, seeds.count, outdir)
-    click.echo(f"wrote {seeds.count} images to {outdir}")
+        _write_pngs(batches, seeds.size, outdir)
+    click.echo(f"wrote {seeds.size} images to {outdir}")
 
 
 def _write_pngs(batches: Batches, count: int, outdir: Path) -> None:

@@ -147,7 +147,7 @@ def test_a_grid_that_cannot_be_written_leaves_no_partial_grid(tmp_path: Path,
 
 def test_seed_ranges_stay_lazy_and_impossible_seeds_are_refused_at_once(tmp_path: Path) -> None:
     seeds = parse_ranges("0-100000000000,7")
-    assert seeds.count == 100000000002 and seeds[-1] == 7 and seeds[100000000000] == 100000000000
+    assert seeds.size == 100000000002 and seeds[-1] == 7 and seeds[100000000000] == 100000000000
     started = time.monotonic()
     result = _invoke(*GENERATE, "--seeds", "0-100000000000", "--outdir", tmp_path / "out")
     _assert_clear_error(result, "seeds must lie in [0, 2**32)", "up to 100000000000")
