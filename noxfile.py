@@ -63,6 +63,18 @@ def ablations(session: nox.Session) -> None:
     _py(session, "-m", "benchmarks.ablations", *session.posargs)
 
 
+@nox.session(name="gpu-check")
+def gpu_check(session: nox.Session) -> None:
+    """Everything GPU-specific in one run, offline with random weights (benchmarks/gpu_check.py, under 4 minutes on
+    one H200): fp16-block training against fp32 (loss curves, FD), fp16 / TF32 extraction FID deviation and CUDA
+    against CPU features, a two-process torch.distributed.run training step against one process, training and
+    extraction img/s. Prints one table, writes out/gpu-check/gpu_check.json, fails on any FAIL row.
+
+    `nox -s gpu-check -- --device cpu --quick` runs the same code paths on a CPU (CUDA-only rows SKIP).
+    """
+    _py(session, "-m", "benchmarks.gpu_check", *session.posargs)
+
+
 DEMO_ARCH = "stylegan2"
 
 
