@@ -19,6 +19,8 @@ onto them); the default is G_ema when the file has it, else G (as the official m
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,7 @@ __all__ = [
     "register_importer",
     "registered_formats",
     "restricted_load",
+    "with_pickled_fp16",
 ]
 
 DEFAULT_KEYS = ("G_ema", "G")  # the evaluated network: the first one present (docs/models.md section 1)
@@ -99,6 +102,7 @@ def load_network_file(
     path: str | os.PathLike[str],
     key: str | None = None,
     device: str | torch.device = "cpu",
+    pickled_fp16: bool = False,
 ) -> tuple[torch.nn.Module, CheckpointInfo]:
     """Load one network of any supported file, in eval mode, with finite weights.
 
@@ -106,6 +110,9 @@ def load_network_file(
         path: an sgmodels snapshot or an imported checkpoint (see the module docstring).
         key: "G", "D" or "G_ema"; None = G_ema when present, else G.
         device: where the network goes.
+        pickled_fp16: keep the float16 blocks a stylegan2-ada-pytorch pickle records (`num_fp16_res`), so that on a
+            CUDA device the network renders as the official code does there (within fp16 rounding of the fp32 path);
+            False (default) computes in float32 everywhere, the same image on every device.
     Returns:
         (network, info); the network is an sgmodels module with the official attribute names.
     Raises:
@@ -114,7 +121,7 @@ def load_network_file(
             format, a global outside the format's allow-list, a network that cannot be mapped (e.g. StyleGAN3),
             tensors that do not match the architecture, or NaN / infinite weights.
     """
-    networks, info = load_network_files(path, [key], device)
+    networks, info = load_network_files(path, [key], device, pickled_fp16)
     return next(iter(networks.values())), info
 
 
@@ -122,10 +129,11 @@ def load_network_files(
     path: str | os.PathLike[str],
     keys: list[str | None] | None = None,
     device: str | torch.device = "cpu",
+    pickled_fp16: bool = False,
 ) -> tuple[dict[str, torch.nn.Module], CheckpointInfo]:
     """Load several networks of one file: `keys` (None = every buildable network; a None entry = the default).
 
-    Returns ({key: network in eval mode}, info). Raises as `load_network_file`.
+    Returns ({key: network in eval mode}, info). Arguments and errors as `load_network_file`.
     """
     from sgmodels.finite import check_finite_weights
 
@@ -141,6 +149,8 @@ def load_network_files(
         checkpoint = _import(path, fmt)
         info = _info_of(path, checkpoint)
         names = _chosen_keys(info, keys)
+        if pickled_fp16:
+            checkpoint = with_pickled_fp16(checkpoint)
         modules = {name: build_imported_network(checkpoint.networks[name], f"{path}: network {name!r}")
                    for name in names}
     for name, module in modules.items():
@@ -175,6 +185,23 @@ def load_tf_discriminator(
     check_finite_weights(module, str(path))
     info = _info_of(path, ImportedCheckpoint(format=FORMAT_NAME, networks={"D": network}))
     return module.to(device).eval(), info
+
+
+def with_pickled_fp16(checkpoint: ImportedCheckpoint) -> ImportedCheckpoint:
+    """The checkpoint with the `num_fp16_res` its importer set aside (`runtime_arguments_not_kept`) put back into
+    each network's description: float16 blocks on CUDA devices, as the official code renders them; float32 on other
+    devices, where sgmodels never computes in float16."""
+    kept = checkpoint.metadata.get("runtime_arguments_not_kept", {})
+    networks = dict(checkpoint.networks)
+    for name, network in networks.items():
+        fp16 = kept.get(name, {}).get("num_fp16_res") if isinstance(kept.get(name), dict) else None
+        if not fp16:
+            continue
+        description = copy.deepcopy(network.description)
+        init = description["init_kwargs"]
+        init.get("synthesis_kwargs", init)["num_fp16_res"] = int(fp16)  # G: its synthesis; D: itself
+        networks[name] = dataclasses.replace(network, description=description)
+    return dataclasses.replace(checkpoint, networks=networks)
 
 
 def build_imported_network(network: ImportedNetwork, where: str) -> torch.nn.Module:

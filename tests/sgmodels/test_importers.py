@@ -194,6 +194,19 @@ def test_ada_pickle_info_maps_official_arguments(ada_pickle: Path) -> None:
     assert info.metadata["runtime_arguments_not_kept"]["G_ema"] == {"num_fp16_res": 2}  # fp32 in sgmodels
 
 
+def test_the_pickled_fp16_blocks_are_kept_on_request(ada_pickle: Path) -> None:
+    """pickled_fp16=True builds the float16 blocks the pickle records (active on CUDA only); on the CPU the image is
+    the float32 one either way."""
+    G32, _ = load_network_file(ada_pickle)
+    G16, _ = load_network_file(ada_pickle, pickled_fp16=True)
+    assert "num_fp16_res" not in G32.init_kwargs["synthesis_kwargs"]
+    assert G16.init_kwargs["synthesis_kwargs"]["num_fp16_res"] == 2
+    assert _same_images(G16, G32) == 0.0  # CPU: sgmodels never computes in float16 there
+    D16, _ = load_network_file(ada_pickle, "D", pickled_fp16=True)
+    D32, _ = load_network_file(ada_pickle, "D")
+    assert D16.init_kwargs["num_fp16_res"] == 2 and D32.init_kwargs.get("num_fp16_res", 0) == 0
+
+
 def test_stylegan3_generators_are_reported_not_built(tmp_path: Path, networks: dict[str, torch.nn.Module]) -> None:
     data = ada_records(networks)
     data["G_ema"] = stylegan3_generator_record(networks)
@@ -327,6 +340,9 @@ def test_convert_then_load_equals_direct_load(tmp_path: Path, ada_pickle: Path) 
     only = tmp_path / "g_ema.safetensors"
     assert CliRunner().invoke(main, ["convert", str(ada_pickle), str(only), "--network-key", "G_ema"]).exit_code == 0
     assert list(load_snapshot(only).networks) == ["G_ema"]
+    kept = tmp_path / "fp16.safetensors"
+    assert CliRunner().invoke(main, ["convert", str(ada_pickle), str(kept), "--keep-fp16"]).exit_code == 0
+    assert load_snapshot(kept).networks["G_ema"].init_kwargs["synthesis_kwargs"]["num_fp16_res"] == 2
 
 
 def test_generate_from_a_pickle_equals_its_converted_snapshot(tmp_path: Path, ada_pickle: Path) -> None:
