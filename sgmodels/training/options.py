@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 # Re-exported (redundant alias): the training loop imports write_json_atomic from here.
 from sgmodels.fileio import write_json_atomic as write_json_atomic
+from sgmodels.untrusted import read_json_file
 
 OPTIONS_FILE = "training_options.json"
 SNAPSHOT_PREFIX = "network-snapshot-"
@@ -146,7 +146,15 @@ def read_options(run_dir: Path) -> TrainOptions:
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a training run directory (no {OPTIONS_FILE}); --resume needs a "
                          "snapshot inside a run directory")
-    return TrainOptions.from_json(json.loads(path.read_text(encoding="utf-8"))["options"])
+    record = read_json_file(path)
+    stored = record.get("options") if isinstance(record, dict) else None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path}: no 'options' object; the file is damaged or not written by sgmodels train")
+    try:
+        options = TrainOptions.from_json(stored)
+    except TypeError as exc:
+        raise ValueError(f"{path}: unreadable options ({exc})") from None
+    return options
 
 
 def _conflicts(given: TrainOptions, stored: TrainOptions) -> list[str]:
