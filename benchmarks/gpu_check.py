@@ -45,7 +45,8 @@ Tolerances (and why):
 
 Run on a GPU machine from the repository root (no install needed): `PYTHONPATH=. python3 -m benchmarks.gpu_check
 --out DIR`; without CUDA, `python -m benchmarks.gpu_check --device cpu --quick` runs the same code paths at tiny
-sizes (CUDA-only rows SKIP) in well under a minute.
+sizes (CUDA-only rows SKIP) in about a minute on 2 idle cores (mostly process starts and the 2048-d linear algebra
+of five FIDs; several times that on a loaded machine).
 """
 
 from __future__ import annotations
