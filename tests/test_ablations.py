@@ -32,7 +32,6 @@ def labelled_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_zip(tmp_path_factory.mktemp("data") / "tiny.zip", images, labels=[0] * 20 + [1] * 20)
 
 
-@pytest.mark.slow
 def test_micro_suites_write_reports_and_resume(tmp_path: Path, labelled_zip: Path) -> None:
     scale = dataclasses.replace(SCALES["quick"], kimg=0.016, tick_kimg=0.016, num_gen=16, num_ls=32, batch=8,
                                 mixed_latents=(1, 2))

@@ -54,7 +54,6 @@ def _jsonl_lines(run_dir: Path) -> int:
     return sum(len(path.read_text().splitlines()) for path in run_dir.glob("metric-*.jsonl"))
 
 
-@pytest.mark.slow
 def test_micro_demo_writes_a_self_contained_report(first_run: tuple[DemoResult, Path, Path]) -> None:
     result, markdown, page = first_run
     assert result.data.fallback and result.data.path.name == "digits32.zip"
@@ -77,7 +76,6 @@ def test_micro_demo_writes_a_self_contained_report(first_run: tuple[DemoResult, 
     assert "<table" in page_text and 'class="warning"' in page_text and "held out" in page_text
 
 
-@pytest.mark.slow
 def test_rerun_resumes_without_redoing_work(first_run: tuple[DemoResult, Path, Path], demo_out: Path) -> None:
     result, _markdown, _page = first_run
     before = {path: path.stat().st_mtime_ns for path in result.snapshots}

@@ -93,7 +93,6 @@ def test_a_crashing_check_is_a_fail_row_and_exit_status_1(tmp_path: Path, monkey
     assert "deliberate" in rows[0]["detail"]
 
 
-@pytest.mark.slow
 def test_cpu_quick_run_gives_every_row(tmp_path: Path) -> None:
     """The command the nox session runs, on the CPU at the quick sizes: exit 0, every row in the table and JSON."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -40,7 +40,6 @@ def _image_folder(root: Path, count: int = 16, resolution: int = 16) -> Path:
     return root
 
 
-@pytest.mark.slow
 def test_training_evaluates_each_snapshot_through_the_entry_point(
     tmp_path: Path, random_inception_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -39,9 +39,20 @@ def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits)
 
 
+def d_logistic_fake_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """softplus(D(G(z))), the fakes' half of D's logistic loss: float [N, 1] logits -> float [N, 1] losses (>= 0)."""
+    return F.softplus(fake_logits)
+
+
+def d_logistic_real_loss(real_logits: torch.Tensor) -> torch.Tensor:
+    """softplus(-D(x)), the reals' half of D's logistic loss: float [N, 1] logits -> float [N, 1] losses (>= 0)."""
+    return F.softplus(-real_logits)
+
+
 def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """softplus(D(G(z))) + softplus(-D(x)): two float [N, 1] logits -> float [N, 1] losses (>= 0)."""
-    return F.softplus(fake_logits) + F.softplus(-real_logits)
+    """softplus(D(G(z))) + softplus(-D(x)): two float [N, 1] logits -> float [N, 1] losses (>= 0). Training applies
+    the two halves in separate passes (`d_logistic_fake_loss`, `d_logistic_real_loss`), as the official loop."""
+    return d_logistic_fake_loss(fake_logits) + d_logistic_real_loss(real_logits)
 
 
 def r1_penalty(real_img: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
@@ -296,7 +307,7 @@ class GANLoss:
             loss = fake_logits + (penalty * weight)[:, None]  # [N, 1]
             stats["Loss/wgan/gradient_penalty"] = penalty.detach()
         else:
-            loss = F.softplus(fake_logits)  # [N, 1]
+            loss = d_logistic_fake_loss(fake_logits)  # [N, 1]
         stats["Loss/scores/fake"] = fake_logits.detach()
         stats["Loss/D/loss_fake"] = loss.detach()
         loss.mean().mul(gain).backward()
@@ -314,7 +325,7 @@ class GANLoss:
             if self.config.kind == "wgangp":
                 loss = -real_logits + self.config.wgan_epsilon * real_logits.square()  # [N, 1]
             else:
-                loss = F.softplus(-real_logits)  # [N, 1]
+                loss = d_logistic_real_loss(real_logits)  # [N, 1]
             stats["Loss/scores/real"] = real_logits.detach()
             stats["Loss/D/loss"] = stats["Loss/D/loss_fake"] + loss.detach()
         if do_r1:

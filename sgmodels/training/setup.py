@@ -16,7 +16,7 @@ from sgmodels.protocols import GeneratorModule
 from sgmodels.training.distributed import DistributedContext
 from sgmodels.training.losses import LossConfig
 from sgmodels.training.options import TrainOptions
-from sgmodels.training.schedule import ProgressiveSchedule, lazy_regularization_factor
+from sgmodels.training.schedule import ProgressiveSchedule, lazy_adam_hyperparameters, lazy_regularization_factor
 
 # Preset loss names -> LossConfig kinds.
 _LOSS_KINDS = {"logistic_ns_r1": "logistic", "wgan_gp": "wgangp"}
@@ -143,9 +143,9 @@ def make_phases(
     optimizers: dict[str, torch.optim.Optimizer] = {}
     for name, module, interval, has_reg in (("G", G, training["g_reg_interval"], config.has_g_reg),
                                             ("D", D, training["d_reg_interval"], config.has_d_reg)):
-        c = lazy_regularization_factor(interval)
-        optimizer = torch.optim.Adam(module.parameters(), lr=float(training["lr"]) * c,
-                                     betas=(betas[0] ** c, betas[1] ** c), eps=float(training["adam_eps"]))
+        c = lazy_regularization_factor(interval)  # the phases' lr factor; Adam gets lr * c and betas ** c
+        lr, lazy_betas = lazy_adam_hyperparameters(float(training["lr"]), (betas[0], betas[1]), interval)
+        optimizer = torch.optim.Adam(module.parameters(), lr=lr, betas=lazy_betas, eps=float(training["adam_eps"]))
         optimizers[name] = optimizer
         if interval is None:
             phases.append(Phase(f"{name}both", module, optimizer, interval=1, gain=1.0, lr_factor=1.0))

@@ -255,7 +255,6 @@ def _distributed_worker(rank: int, world: int, init_file: str, folder: str, out:
         torch.distributed.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_two_processes_give_the_single_process_result(image_folder: Path, tmp_path: Path) -> None:
     torch.multiprocessing.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), str(image_folder),
                                                            str(tmp_path)), nprocs=2, join=True)

@@ -169,7 +169,6 @@ def test_vgg16_torchscript_path(tmp_path: Path) -> None:
     torch.testing.assert_close(extractor(images), module(images, return_features=True))
 
 
-@pytest.mark.slow
 def test_vgg16_torchvision_path_matches_torch_fidelity(tmp_path: Path) -> None:
     """Same random VGG16 file (half precision to halve the 550 MB) through our loader and torch-fidelity's."""
     import torchvision

@@ -53,7 +53,6 @@ def _worker(rank: int, port: int, data: str, outdir: str, results: str) -> None:
                Path(results) / f"rank{rank}.pt")
 
 
-@pytest.mark.slow
 def test_two_processes_train_identically_and_rank0_writes(tmp_path: Path) -> None:
     data = make_image_folder(tmp_path / "images")
     results = tmp_path / "results"
@@ -99,7 +98,6 @@ def test_backend_refuses_unknown_names_and_nccl_on_the_cpu(monkeypatch: pytest.M
         process_group_backend(torch.device(device))
 
 
-@pytest.mark.slow
 def test_two_processes_join_with_the_backend_from_the_environment(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BACKEND_VARIABLE, "gloo")  # inherited by the spawned processes
