@@ -36,8 +36,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy over both packages with the repository's mypy.ini (strict for the metrics, protocols and results)."""
-    _py(session, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"), *(session.posargs or ["sgeval", "sgmodels"]))
+    """mypy over both packages and the benchmarks with the repository's mypy.ini (strict for the metrics, protocols
+    and results)."""
+    targets = session.posargs or ["sgeval", "sgmodels", "benchmarks"]
+    _py(session, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"), *targets)
 
 
 @nox.session

@@ -48,7 +48,7 @@ def _frechet_sqrtm(features_a: np.ndarray, features_b: np.ndarray) -> float:
     return scipy_sqrtm_distance(*stats[0], *stats[1])
 
 
-def official_style_fid(G: torch.nn.Module, folder: Path, weights: Path, num: int, batch: int, seed: int) -> float:
+def official_style_fid(G: Any, folder: Path, weights: Path, num: int, batch: int, seed: int) -> float:
     """The official-style loop (module docstring): generate, quantise, extract; decode and extract the reals; FID."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -71,7 +71,7 @@ def official_style_fid(G: torch.nn.Module, folder: Path, weights: Path, num: int
     return _frechet_sqrtm(np.concatenate(fake).astype(np.float64), np.concatenate(real).astype(np.float64))
 
 
-def _sgeval_fid(G: torch.nn.Module, folder: Path, weights: Path, num: int, batch: int, seed: int,
+def _sgeval_fid(G: Any, folder: Path, weights: Path, num: int, batch: int, seed: int,
                 cache: Path) -> float:
     from sgeval.runner import evaluate_many
 

@@ -166,7 +166,7 @@ def write_zip(folder: Path, archive: Path) -> Path:
 
 
 def _sgeval_tool(folder: Path, weights: Path, batch: int, size: int,
-                 precision: str = "fp32") -> tuple[Extract, Callable[[], None]]:
+                 precision: str = "fp32") -> tuple[Extract, Callable[[], object]]:
     """(run over the folder or zip, warm-up) for sgeval's extract_features with the extractor built from `weights`."""
     from sgeval.extract import extract_features
     from sgeval.features.registry import build_extractor
@@ -177,12 +177,13 @@ def _sgeval_tool(folder: Path, weights: Path, batch: int, size: int,
     def run() -> np.ndarray:
         features = extract_features(open_source(folder), extractor, batch_size=batch, device="cpu",
                                     capture_all=True, capture_mean_cov=False, progress=False)
+        assert features.features is not None  # capture_all
         return features.features
 
     return run, lambda: extractor(torch.zeros(batch, 3, size, size, dtype=torch.uint8))
 
 
-def _torch_fidelity_tool(folder: Path, weights: Path, batch: int, size: int) -> tuple[Extract, Callable[[], None]]:
+def _torch_fidelity_tool(folder: Path, weights: Path, batch: int, size: int) -> tuple[Extract, Callable[[], object]]:
     """(run, warm-up) for torch-fidelity's inception-v3-compat extractor and folder loop."""
     from torch_fidelity.utils import create_feature_extractor, extract_featuresdict_from_input_id
 
@@ -197,7 +198,7 @@ def _torch_fidelity_tool(folder: Path, weights: Path, batch: int, size: int) -> 
     return run, lambda: extractor(torch.zeros(batch, 3, size, size, dtype=torch.uint8))
 
 
-def _clean_fid_tool(folder: Path, archive: Path, batch: int) -> tuple[Extract, Callable[[], None]]:
+def _clean_fid_tool(folder: Path, archive: Path, batch: int) -> tuple[Extract, Callable[[], object]]:
     """(run, warm-up) for clean-fid's InceptionV3W on the local archive and its folder loop (mode "clean")."""
     from cleanfid.fid import get_folder_features
     from cleanfid.inception_torchscript import InceptionV3W
@@ -216,7 +217,7 @@ def _clean_fid_tool(folder: Path, archive: Path, batch: int) -> tuple[Extract, C
     return run, lambda: features_of(torch.zeros(batch, 3, 299, 299))
 
 
-def _time_tool(name: str, build: Callable[[], tuple[Extract, Callable[[], None]]], repeat: int, warmups: int,
+def _time_tool(name: str, build: Callable[[], tuple[Extract, Callable[[], object]]], repeat: int, warmups: int,
                num_images: int) -> tuple[dict[str, Any], np.ndarray]:
     """Load (timed), warm up `warmups` times, run `repeat` times; (row without ratios, features of the last run)."""
     started = time.perf_counter()

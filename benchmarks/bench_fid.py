@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import time
 import warnings
@@ -160,7 +161,7 @@ def run(num: int, dim: int, repeat: int, snapshots: int = 4) -> tuple[list[dict[
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy's deprecated sqrtm(disp=False) flag used by clean-fid
         for tool, route, distance in _peer_routes():
-            times, value = _timed(lambda distance=distance: distance(*stats), repeat)
+            times, value = _timed(functools.partial(distance, *stats), repeat)
             rows.append(_row(tool, route, num, dim, times, value))
     one_off_s, per_snapshot = rows[0]["seconds"], rows[2]["seconds"]
     sqrtm_row = rows[4]  # the scipy sqrtm route (clean-fid or local) is the first peer

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ def load_reals(data: str, num: int, seed: int) -> tuple[torch.Tensor, np.ndarray
     return _downsampled(torch.from_numpy(images).float() / 127.5 - 1), labels
 
 
-def class_histogram(G: torch.nn.Module, reals: torch.Tensor, labels: np.ndarray, num: int, seed: int) -> np.ndarray:
+def class_histogram(G: Any, reals: torch.Tensor, labels: np.ndarray, num: int, seed: int) -> np.ndarray:
     """Fraction of `num` fakes (seeded z, random noise) whose nearest real has each class."""
     generator = torch.Generator().manual_seed(seed)
     nearest = []

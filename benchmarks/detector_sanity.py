@@ -19,6 +19,7 @@ check fails.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -85,8 +86,8 @@ def degradation_rows(data: str, detector: str, num: int | None, seed: int) -> li
     extractor = build_extractor("domain", weights_path=detector)
     reference = _features(extractor, a_images)
     conditions: list[tuple[str, float, Callable[[torch.Tensor], torch.Tensor]]] = [("halves", 0.0, lambda x: x)]
-    conditions += [("blur", sigma, lambda x, s=sigma: gaussian_blur(x, s)) for sigma in BLUR_SIGMAS]
-    conditions += [("noise", sigma, lambda x, s=sigma: add_noise(x, s, seed)) for sigma in NOISE_SIGMAS]
+    conditions += [("blur", sigma, functools.partial(gaussian_blur, sigma=sigma)) for sigma in BLUR_SIGMAS]
+    conditions += [("noise", sigma, functools.partial(add_noise, sigma=sigma, seed=seed)) for sigma in NOISE_SIGMAS]
     return [{"condition": name, "degree": degree, "fd": _fd(reference, _features(extractor, change(b_images)))}
             for name, degree, change in conditions]
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,7 +37,7 @@ def sample_grid(snapshot: Path, path: Path, count: int = 32) -> Path:
     from sgmodels.images import image_grid
     from sgmodels.snapshot import load_generator
 
-    G = load_generator(snapshot)
+    G: Any = load_generator(snapshot)  # a generator of the official protocol (z_dim, c_dim, num_ws, ...)
     return _save(path, image_grid(generate_images(G, list(range(count)), noise_mode="const")))
 
 
@@ -47,7 +48,7 @@ def stochastic_variation(snapshot: Path, path: Path, seed: int = 0, realisations
     from sgmodels.images import image_grid, to_uint8
     from sgmodels.snapshot import load_generator
 
-    G = load_generator(snapshot)
+    G: Any = load_generator(snapshot)  # a generator of the official protocol (z_dim, c_dim, num_ws, ...)
     z = seed_latents([seed], G.z_dim).repeat(realisations, 1)  # [R, z_dim]: one latent, R noise draws
     c = torch.zeros(realisations, G.c_dim)
     with torch.random.fork_rng(devices=[]):
@@ -65,7 +66,7 @@ def mixing_grid(snapshot: Path, path: Path, rows: int = 4, cols: int = 4) -> Pat
     from sgmodels.images import labelled_grid
     from sgmodels.snapshot import load_generator
 
-    G = load_generator(snapshot)
+    G: Any = load_generator(snapshot)  # a generator of the official protocol (z_dim, c_dim, num_ws, ...)
     if getattr(G, "mapping", None) is None or int(getattr(G, "num_ws", 0)) < 2:
         return None
     styles = list(range(max(1, G.num_ws // 2)))

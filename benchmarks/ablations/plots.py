@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -17,7 +18,7 @@ from benchmarks.ablations.config import ROWS, Suite
 __all__ = ["plot_suite"]
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:  # matplotlib.pyplot, imported on first use with the Agg backend
     import matplotlib
 
     matplotlib.use("Agg")
