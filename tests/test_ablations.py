@@ -17,7 +17,7 @@ import pytest
 from benchmarks.ablations.config import ROWS, SCALES, SUITES, suite_rows
 from benchmarks.ablations.report import paper_values, trend_verdict, write_suite_report
 from benchmarks.ablations.run import run_suites
-from benchmarks.ablations.stick import prepare_stick
+from benchmarks.ablations.stick import SUITE_METRICS, MeasuringStick, prepare_stick
 from tests.sgeval.conftest import write_zip
 
 SUITE_NAMES = ["mixing", "noise"]
@@ -141,3 +141,17 @@ def test_finished_records_lists_only_runs_that_reached_the_budget(tmp_path: Path
     (early / "network-snapshot-000000.500.safetensors").write_bytes(b"")
     records = finished_records(["mixing"], scale, tmp_path)
     assert [(record.row.key, record.seed) for record in records] == [("E-mix0", 1)]
+
+
+def test_every_suite_metric_has_protocols_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    """Suite metrics go through one table: every metric of every suite maps to protocols, a typo is an error."""
+    stick = MeasuringStick("domain", "fd_domain", "+nocrop+lpips-domain", {}, tmp_path / "classifiers")
+    scale = SCALES["cpu"]
+    for suite in SUITES.values():
+        for metric in suite.metrics:
+            assert metric in SUITE_METRICS and SUITE_METRICS[metric](stick, ROWS[suite.rows[0]], scale)
+    typo = dataclasses.replace(SUITES["noise"], metrics=("fd", "ppl_ful"))
+    with pytest.raises(ValueError, match="unknown metric 'ppl_ful'"):
+        stick.protocols_for(ROWS[typo.rows[0]], [typo], scale)
+    no_classifiers = dataclasses.replace(stick, classifiers=None)
+    assert SUITE_METRICS["ls"](no_classifiers, ROWS["B-traditional"], scale) == []

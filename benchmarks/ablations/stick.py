@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.ablations.config import Row, Scale, Suite
 
-__all__ = ["DOMAIN_DETECTOR", "DOMAIN_DISTANCE", "DOMAIN_FD", "MeasuringStick", "prepare_stick"]
+__all__ = ["DOMAIN_DETECTOR", "DOMAIN_DISTANCE", "DOMAIN_FD", "SUITE_METRICS", "MeasuringStick", "prepare_stick"]
 
 DOMAIN_DETECTOR = "domain"  # sgeval feature extractor name of a trained domain detector
 DOMAIN_FD = "fd_domain"  # its Fréchet-distance protocol
@@ -59,14 +59,10 @@ class MeasuringStick:
         names: list[str] = []
         for suite in suites:
             for metric in suite.metrics:
-                if metric == "fd":
-                    names.append(self.fd(scale))
-                elif metric == "fd_mix":
-                    names += [self.fd(scale, k if k > 1 else None) for k in scale.mixed_latents]
-                elif metric in ("ppl_full", "ppl_end"):
-                    names.append(self.ppl(row, metric[4:], scale))
-                elif metric == "ls" and self.classifiers is not None:
-                    names.append(self.ls(scale))
+                if metric not in SUITE_METRICS:
+                    raise ValueError(f"suite {suite.name!r} measures unknown metric {metric!r}; known: "
+                                     f"{', '.join(sorted(SUITE_METRICS))}")
+                names += SUITE_METRICS[metric](self, row, scale)
         return list(dict.fromkeys(names))
 
     def evaluate_kwargs(self, row: Row) -> dict[str, Any]:
@@ -75,6 +71,17 @@ class MeasuringStick:
         if self.classifiers is not None:
             kwargs["classifiers"] = self.classifiers
         return kwargs
+
+
+# A suite's metric name -> the protocols that measure it on one row (the one dispatch of suite metrics; `ls` is
+# measured only where the stick has classifiers).
+SUITE_METRICS: dict[str, Callable[[MeasuringStick, Row, Scale], list[str]]] = {
+    "fd": lambda stick, row, scale: [stick.fd(scale)],
+    "fd_mix": lambda stick, row, scale: [stick.fd(scale, k if k > 1 else None) for k in scale.mixed_latents],
+    "ppl_full": lambda stick, row, scale: [stick.ppl(row, "full", scale)],
+    "ppl_end": lambda stick, row, scale: [stick.ppl(row, "end", scale)],
+    "ls": lambda stick, row, scale: [stick.ls(scale)] if stick.classifiers is not None else [],
+}
 
 
 def _sgeval(*args: str) -> None:
