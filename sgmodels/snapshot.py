@@ -292,11 +292,17 @@ def _read_header(path: Path) -> dict[str, Any]:
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise SnapshotError(f"{path}: header format is not {FORMAT_NAME!r}")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise SnapshotError(f"{path}: snapshot format version {version!r} is newer than this sgmodels reads "
                             f"({FORMAT_VERSION}); upgrade sgmodels")
     if not isinstance(header.get("networks"), dict):
         raise SnapshotError(f"{path}: the header lists no networks")
+    # The header is untrusted: the optional parts must have their types before they are read as such.
+    extra = header.get("extra_tensors", [])
+    if not isinstance(extra, list) or not all(isinstance(name, str) for name in extra):
+        raise SnapshotError(f"{path}: the header's extra_tensors must be a list of names")
+    if not isinstance(header.get("metadata", {}), dict):
+        raise SnapshotError(f"{path}: the header's metadata must be a JSON object")
     return header
 
 
