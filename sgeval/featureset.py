@@ -276,14 +276,19 @@ class FeatureSet:
             raise ValueError(f"{target}: no sidecar {sidecar.name}; not an sgeval FeatureSet file") from error
         except (OSError, ValueError) as error:
             raise ValueError(f"{sidecar}: unreadable FeatureSet sidecar ({error})") from error
-        if header.get("format") != FORMAT_NAME or header.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{sidecar}: not an sgeval FeatureSet (format {header.get('format')!r} "
-                             f"version {header.get('format_version')!r})")
+        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME \
+                or header.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{sidecar}: not an sgeval FeatureSet (a JSON object with format {FORMAT_NAME!r} "
+                             f"version {FORMAT_VERSION})")
         if target.stat().st_size != header.get("npz_bytes"):
             raise ValueError(f"{target}: size differs from its sidecar record (truncated or replaced)")
         arrays = read_npz(target, _ARRAY_KEYS)
-        return cls(dim=header["dim"], num_items=header["num_items"], given_cov_ddof=header.get("cov_ddof", 1),
-                   meta=header.get("meta", {}), **arrays)
+        try:  # the sidecar is untrusted: a missing or mistyped field is a damaged file, named as such
+            return cls(dim=header["dim"], num_items=header["num_items"], given_cov_ddof=header.get("cov_ddof", 1),
+                       meta=header.get("meta", {}), **arrays)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{sidecar}: does not describe {target.name} ({type(error).__name__}: "
+                             f"{str(error)[:200]})") from None
 
     def __repr__(self) -> str:
         parts = [f"dim={self.dim}", f"num_items={self.num_items}"]
@@ -316,19 +321,25 @@ def npz_headers(path: Path) -> dict[str, ArrayHeader]:
         with zipfile.ZipFile(path) as archive:
             return {info.filename.removesuffix(".npy"): _member_header(archive, info, f"{path}:{info.filename}")
                     for info in archive.infolist() if not info.is_dir()}
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{path}: unreadable .npz file ({type(error).__name__}: {error})") from error
+    # zipfile raises NotImplementedError for an unknown zip version, and a UnicodeDecodeError (a ValueError) for a
+    # damaged member name
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
         raise ValueError(f"{path}: unreadable .npz file ({type(error).__name__}: {error})") from error
 
 
 def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> ArrayHeader:
-    check_zip_inflation(info, where)
+    check_zip_inflation(info, where, archive)
     with archive.open(info) as member:
         try:
             version = np.lib.format.read_magic(member)
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _fortran, dtype = read(member)
         except ValueError as error:  # bad magic, malformed header, unknown version
-            raise ValueError(f"{where}: not a numpy array ({error})") from None
+            raise ValueError(f"{where}: not a numpy array ({str(error)[:300]})") from None  # it quotes the header
         header_bytes = member.tell()
     header = ArrayHeader(tuple(int(d) for d in shape), np.dtype(dtype))
     if header.dtype.hasobject:
@@ -348,5 +359,5 @@ def read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in names if name in headers}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
         raise ValueError(f"{path}: unreadable .npz file ({type(error).__name__}: {error})") from error

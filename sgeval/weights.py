@@ -269,8 +269,10 @@ def detect_format(path: str | os.PathLike[str]) -> WeightsFormat:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except zipfile.BadZipFile:
-        return "state_dict"  # legacy (pre-1.6) torch.save format: never TorchScript
+    # BadZipFile: legacy (pre-1.6) torch.save format, never TorchScript; a damaged zip (unknown version, undecodable
+    # name) is left to the loader, which names the file
+    except (zipfile.BadZipFile, NotImplementedError, ValueError):
+        return "state_dict"
     return "torchscript" if any("/code/" in name or name.startswith("code/") for name in names) else "state_dict"
 
 

@@ -91,8 +91,15 @@ def read_json_file(
     return load_json(data, where or str(path), max_bytes=max_bytes)
 
 
-def check_zip_inflation(info: zipfile.ZipInfo, where: str) -> None:
-    """ValueError when a member's declared size is more than its compressed bytes can inflate to."""
+def check_zip_inflation(info: zipfile.ZipInfo, where: str, archive: zipfile.ZipFile | None = None) -> None:
+    """ValueError when a member's declared size is more than its compressed bytes can inflate to, or (given its
+    `archive`) when its compressed bytes would reach past the start of the central directory."""
+    start_dir = getattr(archive, "start_dir", None)  # zipfile's offset of the central directory
+    # zipfile asks the file for up to 2 GiB at once, bounded only by the declared compressed size: a forged one
+    # would allocate for it before any byte is read.
+    if start_dir is not None and info.header_offset + info.compress_size > start_dir:
+        raise ValueError(f"{where}: the zip directory declares {info.compress_size:,} compressed bytes at offset "
+                         f"{info.header_offset:,}, past the end of the member data; the zip is damaged or forged")
     if info.compress_type == zipfile.ZIP_STORED:
         most = info.compress_size
     else:
@@ -121,7 +128,7 @@ def read_zip_member(
     if info.file_size > max_bytes:
         raise ValueError(f"{where}: inflates to {info.file_size:,} bytes, more than the {max_bytes:,} a file of "
                          "this kind may have; refusing to read it (a damaged zip or a decompression bomb)")
-    check_zip_inflation(info, where)
+    check_zip_inflation(info, where, archive)
     try:
         with archive.open(info) as member:  # inflates at most info.file_size bytes
             return member.read()

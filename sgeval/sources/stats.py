@@ -175,7 +175,10 @@ class StatisticsSource:
             return FeatureSet.from_statistics(arrays["mu"], arrays["sigma"], num_items=self.given_num_items,
                                               cov_ddof=1, meta=meta)
         if "feats" in arrays:
-            return FeatureSet.from_features(arrays["feats"], meta=meta)
+            try:
+                return FeatureSet.from_features(arrays["feats"], meta=meta)
+            except (TypeError, ValueError) as error:  # e.g. feats of another rank than [N, D]
+                raise ValueError(f"{self.path}: 'feats' are not features ({error})") from None
         raise ValueError(f"{self.path}: unknown statistics layout; expected sgeval's FeatureSet (.npz + .json), "
                          "'mu' and 'sigma' (pytorch-fid / clean-fid), or 'feats' (clean-fid KID)")
 

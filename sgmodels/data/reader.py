@@ -116,7 +116,8 @@ class FileTree:
             if self._zip is None or self._zip_pid != os.getpid():
                 try:
                     self._zip = zipfile.ZipFile(self.path)
-                except (OSError, zipfile.BadZipFile) as exc:
+                # zipfile raises NotImplementedError for an unknown version, UnicodeDecodeError for a name
+                except (OSError, zipfile.BadZipFile, NotImplementedError, ValueError) as exc:
                     raise ValueError(f"{self.path}: cannot open zip file ({exc})") from exc
                 self._zip_pid = os.getpid()
             return self._zip
@@ -333,7 +334,7 @@ def _labels_from_json(tree: FileTree, image_names: list[str]) -> LabelTable:
     extra = sorted(set(by_name) - set(image_names))
     if extra:
         raise ValueError(
-            f"{where}: {len(extra)} label(s) name no image file, e.g. {extra[0]!r}; "
+            f"{where}: {len(extra)} label(s) name no image file, e.g. {_shown(extra[0])}; "
             "remove those labels or restore the missing images"
         )
     values = _label_array([by_name[name] for name in image_names], where)
@@ -355,10 +356,10 @@ def _json_label_map(pairs: Any, where: str) -> dict[str, Any]:
     by_name: dict[str, Any] = {}
     for pair in pairs:
         if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
-            raise ValueError(f"{where}: bad label entry {pair!r}; expected [file name, label]")
+            raise ValueError(f"{where}: bad label entry {_shown(pair)}; expected [file name, label]")
         name = pair[0].replace("\\", "/")
         if name in by_name:
-            raise ValueError(f"{where}: {name!r} is labelled twice")
+            raise ValueError(f"{where}: {_shown(name)} is labelled twice")
         by_name[name] = pair[1]
     return by_name
 
@@ -381,8 +382,14 @@ def _label_array(labels: list[Any], where: str) -> np.ndarray:
         return np.array(labels, dtype=np.float32).reshape(len(labels), length)
     bad = next(v for v in labels if not _is_int(v))
     raise ValueError(
-        f"{where}: labels must be all int class indices or all lists of numbers; found {bad!r} among them"
+        f"{where}: labels must be all int class indices or all lists of numbers; found {_shown(bad)} among them"
     )
+
+
+def _shown(value: Any) -> str:
+    """A value of an untrusted file in a message: its repr, cut short (a label may be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= 120 else f"{text[:100]}... ({len(text):,} characters)"
 
 
 def _check_label_dim(dim: int, where: str, what: str) -> None:

@@ -161,7 +161,7 @@ def _zip_pickle_strings(path: Path) -> bytes:
                 return b""
             with archive.open(names[0]) as record:
                 return record.read(PEEK_BYTES)
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError):  # unknown zip version, bad member name
         return b""
 
 
