@@ -526,7 +526,8 @@ def load_classifiers(folder: PathLike, device: str | torch.device = "cpu") -> Ba
     path = location / WEIGHTS_FILE
     if not path.is_file():
         raise _missing(f"{path} is missing (its description {DESCRIPTION_FILE} is there)")
-    model = AttributeClassifier(**description["architecture"])
+    with torch.device("meta"):  # shapes only: the description may ask for GiBs the tensor file does not hold
+        model = AttributeClassifier(**description["architecture"])
     load_checked_tensors(model, path, description["weights_sha256"], DESCRIPTION_FILE, "train the classifiers again")
     return ClassifierSet(model, description, location).to(device)
 
@@ -552,7 +553,8 @@ def load_checked_tensors(model: torch.nn.Module, path: Path, sha256: str, descri
     except Exception as error:  # safetensors raises its own error types for malformed headers
         raise ClassifierError(f"{path}: not a readable safetensors file ({error})") from None
     _check_tensors(tensors, model.state_dict(), path)
-    model.load_state_dict(tensors)
+    # A model built on the meta device (its size is only checked against the file here) takes the loaded tensors.
+    model.load_state_dict(tensors, assign=any(t.is_meta for t in model.state_dict().values()))
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:

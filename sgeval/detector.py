@@ -307,7 +307,8 @@ def load_detector(path: PathLike, device: str | torch.device = "cpu") -> DomainD
     weights, described = detector_files(path)
     if not weights.is_file():
         raise DetectorError(f"{weights} is missing (its description {described} is there); {TRAIN_HINT}")
-    model = AttributeClassifier(**description["architecture"])
+    with torch.device("meta"):  # shapes only: the description may ask for GiBs the tensor file does not hold
+        model = AttributeClassifier(**description["architecture"])
     try:
         load_checked_tensors(model, weights, description["weights_sha256"], described.name,
                              "train the detector again")
