@@ -228,6 +228,8 @@ def load_ada_pickle(path: Path) -> ImportedCheckpoint:
             networks[key] = _map_network(record, dropped.setdefault(key, {}))
         except CheckpointFormatError as exc:
             unsupported[key] = str(exc)
+        except (TypeError, AttributeError, ValueError) as exc:  # a record state of the wrong structure
+            unsupported[key] = f"a malformed persistent record ({type(exc).__name__}: {str(exc)[:200]})"
     metadata = _metadata(data)
     if any(dropped.values()):  # e.g. num_fp16_res: sgmodels computes in fp32 (the image differs by fp16 rounding)
         metadata["runtime_arguments_not_kept"] = {key: args for key, args in dropped.items() if args}

@@ -51,6 +51,7 @@ import argparse
 import math
 import pickle
 import re
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,10 @@ def _load(path: Path) -> Mapping[str, Any]:
     except pickle.UnpicklingError as exc:
         raise UnsafePickleError(_refused_global(str(exc)), str(path),
                                 f"torch's weights-only unpickler refused it: {torch_refusal(exc)}") from None
-    except (RuntimeError, OSError, EOFError) as exc:
-        raise CheckpointFormatError(f"{path}: cannot read this torch checkpoint: {exc}") from None
+    # torch's weights-only unpickler lets IndexError / struct.error / KeyError out of a truncated data.pkl
+    except (RuntimeError, OSError, EOFError, IndexError, KeyError, TypeError, ValueError, struct.error) as exc:
+        raise CheckpointFormatError(f"{path}: cannot read this torch checkpoint: {type(exc).__name__}: {exc}") \
+            from None
     if not isinstance(data, Mapping):
         raise CheckpointFormatError(f"{path}: a rosinality checkpoint is a dict, found {type(data).__name__}")
     return data
@@ -107,13 +110,28 @@ def _arguments(data: Mapping[str, Any], generator: Mapping[str, torch.Tensor]) -
     size = 2 ** (sum(1 for key in generator if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", key)) + 2)
     if "style.1.weight" not in generator:
         raise CheckpointFormatError("the generator has no style.1.weight: not a rosinality StyleGAN2 generator")
-    style_dim = int(generator["style.1.weight"].shape[1])
+    style, conv = generator["style.1.weight"], generator.get("convs.6.conv.weight")
+    if not isinstance(style, torch.Tensor) or style.ndim != 2:
+        raise CheckpointFormatError("style.1.weight is not a matrix")
+    style_dim = int(style.shape[1])
     multiplier = 2
-    if size >= 64 and "convs.6.conv.weight" in generator:  # the first 64x64 conv: 256 * channel_multiplier
-        multiplier = int(generator["convs.6.conv.weight"].shape[1]) // 256 or 1
-    return {"size": int(given.get("size", size)), "style_dim": int(given.get("latent", style_dim)),
-            "n_mlp": int(given.get("n_mlp", n_mlp)),
-            "channel_multiplier": int(given.get("channel_multiplier", multiplier))}
+    if size >= 64 and conv is not None:  # the first 64x64 conv: 256 * channel_multiplier
+        if not isinstance(conv, torch.Tensor) or conv.ndim < 2:
+            raise CheckpointFormatError("convs.6.conv.weight is not a convolution weight")
+        multiplier = int(conv.shape[1]) // 256 or 1
+    arguments = {"size": given.get("size", size), "style_dim": given.get("latent", style_dim),
+                 "n_mlp": given.get("n_mlp", n_mlp), "channel_multiplier": given.get("channel_multiplier", multiplier)}
+    # Untrusted: the name tables are built from these before any network is checked, so bound them first.
+    for key, value in arguments.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _ARGUMENT_LIMITS[key]:
+            raise CheckpointFormatError(f"{key} must be an integer in [1, {_ARGUMENT_LIMITS[key]}], got "
+                                        f"{str(value)[:60]}")
+    if arguments["size"] < 4 or arguments["size"] & (arguments["size"] - 1):
+        raise CheckpointFormatError(f"size must be a power of two >= 4, got {arguments['size']}")
+    return arguments
+
+
+_ARGUMENT_LIMITS = {"size": 8192, "style_dim": 1 << 20, "n_mlp": 64, "channel_multiplier": 64}  # snapshot.py limits
 
 
 def generator_description(arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,7 +226,10 @@ def rename(state: Mapping[str, Any], names: Mapping[str, tuple[str, Any]], what:
             target, transform = names[key]
             if not isinstance(tensor, torch.Tensor):
                 raise CheckpointFormatError(f"{what}: {key} is not a tensor")
-            out[target] = (transform(tensor) if transform else tensor).detach().contiguous()
+            try:
+                out[target] = (transform(tensor) if transform else tensor).detach().contiguous()
+            except (IndexError, RuntimeError):  # a tensor of another rank than his layout's
+                raise CheckpointFormatError(f"{what}: {key} has an unexpected shape {list(tensor.shape)}") from None
         elif not key.endswith(".kernel"):  # blur / upsample FIR buffers: sgmodels rebuilds them
             unknown.append(key)
     if unknown:
@@ -244,7 +265,10 @@ def load_rosinality(path: Path) -> ImportedCheckpoint:
     generator = data.get("g_ema", data.get("g"))
     if not isinstance(generator, Mapping):
         raise CheckpointFormatError(f"{path}: no g_ema / g state dict in this checkpoint")
-    arguments = _arguments(data, generator)
+    try:
+        arguments = _arguments(data, generator)
+    except CheckpointFormatError as exc:
+        raise CheckpointFormatError(f"{path}: {exc}") from None
     networks: dict[str, ImportedNetwork] = {}
     metadata: dict[str, Any] = {"format": FORMAT, "arguments": arguments}
     if isinstance(data.get("args"), argparse.Namespace):
