@@ -77,6 +77,16 @@ def gpu_check(session: nox.Session) -> None:
     _py(session, "-m", "benchmarks.gpu_check", *session.posargs)
 
 
+@nox.session
+def golden(session: nox.Session) -> None:
+    """Record or check sgeval's golden set (benchmarks/golden.py): every protocol family on tiny seeded fixtures.
+
+    `nox -s golden -- record out/golden.json` before a restructuring, `nox -s golden -- check out/golden.json` after
+    it (every field but timings identical; `--rel 1e-6` to compare floats across CPU kinds). About 25 s on 2 cores.
+    """
+    _py(session, "-m", "benchmarks.golden", *(session.posargs or ["check", "out/golden.json"]))
+
+
 DEMO_ARCH = "stylegan2"
 
 
