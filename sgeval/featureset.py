@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sgeval.atomic import atomic_open, atomic_write_text
-from sgmodels.untrusted import check_zip_inflation, read_json_file
+from sgmodels.untrusted import check_zip_directory, check_zip_inflation, read_json_file
 
 __all__ = ["FORMAT_NAME", "FeatureSet", "read_npz", "sidecar_path"]
 
@@ -319,6 +319,7 @@ def npz_headers(path: Path) -> dict[str, ArrayHeader]:
     """
     try:
         with zipfile.ZipFile(path) as archive:
+            check_zip_directory(archive, path)
             return {info.filename.removesuffix(".npy"): _member_header(archive, info, f"{path}:{info.filename}")
                     for info in archive.infolist() if not info.is_dir()}
     except ValueError as error:

@@ -26,8 +26,8 @@ import zipfile
 import zlib
 from typing import Any
 
-__all__ = ["DEFLATE_MAX_RATIO", "MAX_JSON_DEPTH", "MAX_METADATA_BYTES", "check_count", "check_zip_inflation",
-           "load_json", "read_json_file", "read_zip_member"]
+__all__ = ["DEFLATE_MAX_RATIO", "MAX_JSON_DEPTH", "MAX_METADATA_BYTES", "check_count", "check_zip_directory",
+           "check_zip_inflation", "load_json", "read_json_file", "read_zip_member"]
 
 MAX_JSON_DEPTH = 64  # no metadata file of the project nests deeper than about 6 levels
 MAX_METADATA_BYTES = 16 << 20  # a description, sidecar or options file: the project's own are a few KiB
@@ -89,6 +89,34 @@ def read_json_file(
     with open(path, "rb") as handle:
         data = handle.read(max_bytes + 1)
     return load_json(data, where or str(path), max_bytes=max_bytes)
+
+
+_CENTRAL_ENTRY = b"PK\x01\x02"  # a central-directory entry: 46 bytes, then name, extra field and comment
+_DIRECTORY_ENDS = (b"PK\x05\x06", b"PK\x06\x06")  # the end record, or the zip64 end record before it
+
+
+def check_zip_directory(archive: zipfile.ZipFile, path: str | os.PathLike[str]) -> None:
+    """ValueError when the central directory's entries do not chain up to its end record.
+
+    zipfile trusts each entry's name, extra-field and comment lengths: a forged one makes it read the following
+    entries (or the end record) as part of that entry, so members would vanish or be renamed without an error.
+    Walking the entries by their lengths must land exactly on the end record, having met every entry zipfile lists.
+    """
+    start = getattr(archive, "start_dir", None)
+    if not isinstance(start, int):
+        return  # not opened from a file by zipfile's directory reader: nothing to check against
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        directory = handle.read()  # the directory, the end records and the comment: small beside the members
+    position = count = 0
+    while directory[position:position + 4] == _CENTRAL_ENTRY and position + 46 <= len(directory):
+        name, extra, comment = (int.from_bytes(directory[position + offset:position + offset + 2], "little")
+                                for offset in (28, 30, 32))
+        position += 46 + name + extra + comment
+        count += 1
+    if directory[position:position + 4] not in _DIRECTORY_ENDS or count != len(archive.infolist()):
+        raise ValueError(f"{path}: the zip's central directory is damaged or forged (its entries do not lead to its "
+                         f"end record: {count:,} entries walked, {len(archive.infolist()):,} listed)")
 
 
 def check_zip_inflation(info: zipfile.ZipInfo, where: str, archive: zipfile.ZipFile | None = None) -> None:

@@ -13,6 +13,8 @@ sha256 of its weights file, and its resize policy version. That identity is part
 from __future__ import annotations
 
 import warnings
+import zipfile
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -20,6 +22,7 @@ import torch
 from sgeval.features.inference import EXACT, autocast, check_precision
 from sgeval.features.resize import TORCHSCRIPT_INTERNAL
 from sgeval.weights import ResolvedWeights, WeightsError
+from sgmodels.untrusted import check_zip_directory, check_zip_inflation
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)  # load_state_dict_file returns the module type it was given
 
@@ -209,12 +212,27 @@ def _layout_mismatch(expected: dict[str, torch.Tensor], stored: dict[str, torch.
     return "\n".join(lines)
 
 
+def _check_archive_sizes(path: Path) -> None:
+    """WeightsError when a record of a zip archive declares more bytes than it holds: torch.jit.load allocates a
+    record's declared size before reading it, so a forged directory would be a MemoryError."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip_directory(archive, path)
+            for info in archive.infolist():
+                check_zip_inflation(info, f"{path}:{info.filename}", archive)
+    except ValueError as error:
+        raise WeightsError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
+    except (OSError, zipfile.BadZipFile, NotImplementedError) as error:
+        raise WeightsError(f"{path}: not a loadable TorchScript archive ({error})") from None
+
+
 def load_torchscript(weights: ResolvedWeights) -> torch.jit.ScriptModule:
     """Load a TorchScript archive on the CPU in eval mode; WeightsError when the file is not one.
 
     TorchScript archives hold TorchScript code, which runs in torch's restricted interpreter (no arbitrary Python,
     unlike a pickle); only load archives whose checksum you trust.
     """
+    _check_archive_sizes(weights.path)
     try:
         with warnings.catch_warnings():  # torch deprecates TorchScript; the official detectors exist only in it
             warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated", category=FutureWarning)

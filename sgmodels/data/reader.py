@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-from sgmodels.untrusted import check_count, load_json, read_zip_member
+from sgmodels.untrusted import check_count, check_zip_directory, load_json, read_zip_member
 
 LABELS_FILE = "dataset.json"
 # Size limits of untrusted files (README, "Untrusted files"): an image file holds at most PIL's pixel budget
@@ -115,7 +115,9 @@ class FileTree:
         with self._lock:  # sgeval decodes in a thread pool: open the handle once per process
             if self._zip is None or self._zip_pid != os.getpid():
                 try:
-                    self._zip = zipfile.ZipFile(self.path)
+                    archive = zipfile.ZipFile(self.path)
+                    check_zip_directory(archive, self.path)  # before the handle is kept: it is checked once
+                    self._zip = archive
                 # zipfile raises NotImplementedError for an unknown version, UnicodeDecodeError for a name
                 except (OSError, zipfile.BadZipFile, NotImplementedError, ValueError) as exc:
                     raise ValueError(f"{self.path}: cannot open zip file ({exc})") from exc

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from sgmodels.importers.registry import (
+    MAX_NESTING,
     NETWORK_KEYS,
     CheckpointFormatError,
     ImportedCheckpoint,
@@ -101,8 +102,11 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 # Walking the records.
 
 
-def flat_state(record: PersistentRecord, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Parameters and persistent buffers of a module record and its children, under dotted state-dict names."""
+def flat_state(record: PersistentRecord, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers of a module record and its children, under dotted state-dict names.
+
+    CheckpointFormatError for a module tree deeper than MAX_NESTING (or containing itself)."""
+    _check_depth(depth, prefix)
     state = record.state
     skipped = set(state.get("_non_persistent_buffers_set") or ())
     out: dict[str, torch.Tensor] = {}
@@ -118,15 +122,22 @@ def flat_state(record: PersistentRecord, prefix: str = "") -> dict[str, torch.Te
             continue
         if not isinstance(child, PersistentRecord):
             raise CheckpointFormatError(f"module {prefix}{name} is not a persistent object ({type(child).__name__})")
-        out.update(flat_state(child, f"{prefix}{name}."))
+        out.update(flat_state(child, f"{prefix}{name}.", depth + 1))
     return out
 
 
-def _class_names(record: PersistentRecord) -> set[str]:
+def _check_depth(depth: int, prefix: str) -> None:
+    if depth > MAX_NESTING:
+        raise CheckpointFormatError(f"module {prefix.rstrip('.') or 'tree'} is nested deeper than {MAX_NESTING} "
+                                    "levels (or contains itself); official networks nest about 6")
+
+
+def _class_names(record: PersistentRecord, depth: int = 0) -> set[str]:
+    _check_depth(depth, record.class_name)
     names = {record.class_name}
     for child in (record.state.get("_modules") or {}).values():
         if isinstance(child, PersistentRecord):
-            names |= _class_names(child)
+            names |= _class_names(child, depth + 1)
     return names
 
 
@@ -230,7 +241,10 @@ def load_ada_pickle(path: Path) -> ImportedCheckpoint:
             unsupported[key] = str(exc)
         except (TypeError, AttributeError, ValueError) as exc:  # a record state of the wrong structure
             unsupported[key] = f"a malformed persistent record ({type(exc).__name__}: {str(exc)[:200]})"
-    metadata = _metadata(data)
+    try:
+        metadata = _metadata(data)
+    except CheckpointFormatError as exc:
+        raise CheckpointFormatError(f"{path}: {exc}") from None
     if any(dropped.values()):  # e.g. num_fp16_res: sgmodels computes in fp32 (the image differs by fp16 rounding)
         metadata["runtime_arguments_not_kept"] = {key: args for key, args in dropped.items() if args}
     return ImportedCheckpoint(FORMAT, networks, unsupported, metadata)

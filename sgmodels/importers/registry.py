@@ -72,13 +72,22 @@ class ImportedCheckpoint:
     metadata: dict[str, Any] = field(default_factory=dict)  # JSON-ready: training-set settings, arguments, ...
 
 
-def json_ready(value: Any) -> Any:
+# Nesting of unpickled settings and module trees: official networks nest about 6 levels; a pickle can nest without
+# bound (or refer to itself through its memo), which a recursive walk must not follow into a RecursionError.
+MAX_NESTING = 64
+
+
+def json_ready(value: Any, depth: int = 0) -> Any:
     """A JSON-serialisable copy of unpickled settings: dicts (string keys), lists, numbers, strings, None; numpy
-    scalars become numbers, anything else its type name (constructor arguments never need more)."""
+    scalars become numbers, anything else its type name (constructor arguments never need more).
+
+    CheckpointFormatError for settings nested deeper than MAX_NESTING (or containing themselves)."""
+    if depth > MAX_NESTING:
+        raise CheckpointFormatError(f"settings nested deeper than {MAX_NESTING} levels (or containing themselves)")
     if isinstance(value, Mapping):
-        return {str(key): json_ready(item) for key, item in value.items()}
+        return {str(key): json_ready(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
+        return [json_ready(item, depth + 1) for item in value]
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, np.generic):

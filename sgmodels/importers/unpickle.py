@@ -27,6 +27,7 @@ import collections
 import io
 import os
 import pickle
+import pickletools
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,9 +106,29 @@ def restricted_load(file: BinaryIO | str | os.PathLike[str], allowed: Mapping[tu
     return _load_stream(file, allowed, str(getattr(file, "name", "pickle")))
 
 
-def _load_stream(stream: BinaryIO, allowed: Mapping[tuple[str, str], Any], where: str) -> Any:
+def check_declared_lengths(data: bytes, where: str) -> None:
+    """ValueError naming `where` when an opcode of the pickle declares more bytes than the pickle holds.
+
+    The C unpickler allocates a BINBYTES / BINUNICODE / FRAME of the declared length before reading it, so 20 bytes
+    declaring 2**60 would be a MemoryError; pickletools' opcode walk reads arguments without that allocation (a
+    short argument is its ValueError), so the declared lengths are checked against the bytes that are there first.
+    """
+    size = len(data)
     try:
-        return _RestrictedUnpickler(stream, allowed, where).load()
+        for opcode, argument, position in pickletools.genops(io.BytesIO(data)):
+            if opcode.name == "FRAME" and isinstance(argument, int) and position is not None \
+                    and position + 9 + argument > size:
+                raise ValueError(f"a FRAME at byte {position} declares {argument:,} bytes, but only "
+                                 f"{size - position - 9:,} follow")
+    except ValueError as exc:  # pickletools: "expected N bytes in a ..., but only M remain", bad opcodes
+        raise ValueError(f"{where}: not a readable pickle (damaged, truncated or forged): {exc}") from None
+
+
+def _load_stream(stream: BinaryIO, allowed: Mapping[tuple[str, str], Any], where: str) -> Any:
+    data = stream.read()  # the whole pickle: what its opcodes may legitimately reference
+    check_declared_lengths(data, where)
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), allowed, where).load()
     except UnsafePickleError as exc:
         if exc.where:
             raise

@@ -193,3 +193,38 @@ def test_damaged_training_options_are_one_clear_error(tmp_path: Path, content: s
         assert OPTIONS_FILE in str(error)
     else:  # unknown keys are ignored, as files of a newer sgmodels may add some
         assert options.kimg == 1
+
+
+@pytest.mark.parametrize("entry", [0, 1, 2])
+def test_a_forged_directory_name_length_is_refused(tmp_path: Path, entry: int) -> None:
+    """A forged name length swallows the entries after it (or the end record): the directory walk tells."""
+    from sgmodels.untrusted import check_zip_directory
+
+    path = tmp_path / "three.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for index in range(3):
+            archive.writestr(f"img{index}.png", _png(index))
+    with zipfile.ZipFile(path) as archive:
+        check_zip_directory(archive, path)  # intact
+    raw = bytearray(path.read_bytes())
+    position = -1
+    for _ in range(entry + 1):
+        position = raw.index(b"PK\x01\x02", position + 1)
+    raw[position + 28:position + 30] = struct.pack("<H", 65535)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="central directory is damaged or forged"), zipfile.ZipFile(path) as archive:
+        check_zip_directory(archive, path)
+
+
+@pytest.mark.parametrize("opcode", [b"B", b"X", b"\x8e"])  # BINBYTES, BINUNICODE, BINBYTES8
+def test_pickle_lengths_beyond_the_file_are_refused_before_unpickling(tmp_path: Path, opcode: bytes) -> None:
+    from sgmodels.importers.unpickle import check_declared_lengths, restricted_load
+
+    width = 8 if opcode == b"\x8e" else 4
+    forged = b"\x80\x04" + opcode + (2**31 - 1).to_bytes(width, "little") + b"abc."
+    with pytest.raises(ValueError, match=r"forged\.pkl: not a readable pickle"):
+        check_declared_lengths(forged, "forged.pkl")
+    path = tmp_path / "forged.pkl"
+    path.write_bytes(forged)
+    with pytest.raises(ValueError, match=r"forged\.pkl"):
+        restricted_load(path, {})
