@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from sgeval.atomic import atomic_write_bytes, atomic_write_text
-from sgeval.samplers.ppl import box_downsample  # the official box filter (mean over f x f blocks)
+from sgeval.imageops import box_downsample  # the official box filter (mean over f x f blocks)
 from sgmodels.untrusted import read_json_file
 
 __all__ = ["AttributeClassifier", "BaseClassifierSet", "ClassifierError", "ClassifierSet", "DecodedImages",

@@ -65,7 +65,7 @@ from sgeval.classifiers import (
     save_described_tensors,
     split_items,
 )
-from sgeval.samplers.ppl import box_downsample
+from sgeval.imageops import box_downsample  # the official box filter (mean over f x f blocks)
 from sgeval.weights import WeightsError
 from sgmodels.untrusted import read_json_file
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 from sgeval.features.inference import EXACT, autocast, check_precision
-from sgeval.features.resize import TORCHSCRIPT_INTERNAL
+from sgeval.imageops import TORCHSCRIPT_INTERNAL
 from sgeval.weights import ResolvedWeights, WeightsError
 from sgmodels.untrusted import check_zip_directory, check_zip_inflation
 
@@ -61,7 +61,7 @@ class FeatureExtractor(torch.nn.Module):
         name: str,  # registry name, e.g. "inception-v3-tf"
         feature_dim: int,  # D of the output
         weights: ResolvedWeights | None,  # the weights file loaded (None: random weights built in code)
-        resize_policy: str,  # sgeval.features.resize policy version string
+        resize_policy: str,  # sgeval.imageops policy version string
         backend: str,  # how the network is run ("sgeval-port", "torchscript", "torchvision")
         input_channels: int = 3,  # channels the network expects
     ) -> None:

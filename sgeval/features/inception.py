@@ -5,7 +5,7 @@ Two ways to run it, registered together as "inception-v3-tf" and told apart by t
 * `InceptionV3TF`, this module's re-implementation of the TF graph, loading torch-fidelity's converted state dict
   `weights-inception-2015-12-05-6726825d.pth` (module and parameter names follow that file's keys, e.g.
   `Mixed_5b.branch5x5_1.conv.weight`, so it loads strictly). Preprocessing as the TF graph: TF1 bilinear resize to
-  299x299 (`sgeval.features.resize.tf1_bilinear_resize`), then (x - 128) / 128. Two TF details differ from the
+  299x299 (`sgeval.imageops.tf1_bilinear_resize`), then (x - 128) / 128. Two TF details differ from the
   torchvision Inception: average pools exclude the padding from the count, and the last block (Mixed_7c) pools
   with max instead of average. BatchNorm epsilon is 1e-3.
 * NVIDIA's TorchScript archive `inception-2015-12-05.pt`, called as stylegan2-ada-pytorch calls it:
@@ -30,7 +30,7 @@ from torch import nn
 
 from sgeval.features.base import FeatureExtractor, TorchScriptExtractor, load_state_dict_file
 from sgeval.features.inference import fold_batchnorm
-from sgeval.features.resize import TF1_BILINEAR, tf1_bilinear_resize
+from sgeval.imageops import TF1_BILINEAR, tf1_bilinear_resize
 from sgeval.weights import ResolvedWeights
 
 __all__ = ["FEATURE_DIM", "INPUT_SIZE", "NUM_LOGITS", "InceptionLogitsExtractor", "InceptionPortExtractor",

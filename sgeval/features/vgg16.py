@@ -24,7 +24,7 @@ import torch
 import torchvision
 
 from sgeval.features.base import FeatureExtractor, TorchScriptExtractor, load_state_dict_file
-from sgeval.features.resize import TF1_BILINEAR, tf1_bilinear_resize
+from sgeval.imageops import TF1_BILINEAR, tf1_bilinear_resize
 from sgeval.weights import ResolvedWeights
 
 __all__ = ["FEATURE_DIM", "INPUT_SIZE", "VGG16TorchvisionExtractor", "build_vgg16_extractor", "load_vgg16_state_dict"]

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgeval.imageops import box_downsample, face_crop
 from sgeval.metrics.ppl import PPLSettings
 from sgeval.samplers import SamplerContext, register_sampler
 
-__all__ = ["box_downsample", "face_crop", "lerp", "ppl_images", "sample_ppl", "slerp"]
+__all__ = ["lerp", "ppl_images", "sample_ppl", "slerp"]
 
 BOX_TARGET = 256  # the distance network's working resolution in the reference code
 
@@ -62,21 +63,6 @@ def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, formula: str = "tf")
     if formula != "tf":
         raise ValueError(f"lerp formula must be 'tf' or 'torch', got {formula!r}")
     return a + (b - a) * weight
-
-
-def face_crop(images: torch.Tensor) -> torch.Tensor:
-    """The official face crop: c = H // 8, rows [3c, 7c), columns [2c, 6c) of [N, C, H, W] (1024 -> 512x512)."""
-    c = images.shape[2] // 8
-    return images[:, :, c * 3 : c * 7, c * 2 : c * 6]
-
-
-def box_downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
-    """Mean over factor x factor blocks of [N, C, H, W] (H, W divisible by factor); factor <= 1 returns the input."""
-    if factor <= 1:
-        return images
-    n, channels, height, width = images.shape
-    blocks = images.reshape(n, channels, height // factor, factor, width // factor, factor)
-    return blocks.mean(dim=(3, 5))  # [N, C, H / f, W / f]
 
 
 def ppl_images(images: torch.Tensor, settings: PPLSettings, img_resolution: int) -> torch.Tensor:

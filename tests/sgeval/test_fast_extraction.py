@@ -11,7 +11,7 @@ import torch
 
 from sgeval.features.inception import InceptionV3TF, build_inception_extractor
 from sgeval.features.inference import check_precision, cpu_supports_bf16, fold_batchnorm
-from sgeval.features.resize import _source_positions, tf1_bilinear_resize
+from sgeval.imageops import _source_positions, tf1_bilinear_resize
 from sgeval.weights import ResolvedWeights
 from tests.sgeval.conftest import FakeExtractor, he_random_state
 

@@ -22,8 +22,8 @@ from sgeval import weights as W
 from sgeval.features import build_extractor, check_image_batch, get_extractor_spec, list_extractors
 from sgeval.features.base import TorchScriptExtractor
 from sgeval.features.inception import InceptionPortExtractor, InceptionV3TF, build_inception_extractor, preprocess
-from sgeval.features.resize import tf1_bilinear_resize
 from sgeval.features.vgg16 import build_vgg16_extractor
+from sgeval.imageops import tf1_bilinear_resize
 
 from .conftest import he_random_state
 

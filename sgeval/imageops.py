@@ -1,4 +1,6 @@
-"""The image resize policies of the feature extractors, each with a version string that enters cache keys.
+"""Image operations of sgeval, in one place: the resize policies of the feature extractors (each with a version
+string that enters cache keys), the official face crop and box downsampling (PPL, the domain detector and the
+separability classifiers).
 
 `tf1_bilinear_resize` reproduces TensorFlow 1.x `tf.image.resize_bilinear(align_corners=False)` without half-pixel
 centres (the resize inside the FID Inception graph `inception-2015-12-05`): output pixel i samples the input at
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["RESIZE_POLICIES", "TF1_BILINEAR", "TORCHSCRIPT_INTERNAL", "tf1_bilinear_resize"]
+__all__ = ["RESIZE_POLICIES", "TF1_BILINEAR", "TORCHSCRIPT_INTERNAL", "box_downsample", "face_crop",
+           "tf1_bilinear_resize"]
 
 TF1_BILINEAR = "tf1-bilinear/v1"  # tf1_bilinear_resize below
 TORCHSCRIPT_INTERNAL = "torchscript-internal/v1"  # the official TorchScript detector resizes inside its graph
@@ -80,3 +83,21 @@ def tf1_bilinear_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Te
         lower_row = horizontal(images.index_select(2, y_hi))
     resized = upper_row + (lower_row - upper_row) * y_t  # [N, out_h, out_w, C]
     return resized.permute(0, 3, 1, 2)  # [N, C, out_h, out_w], channels-last strides
+
+
+def face_crop(images: torch.Tensor) -> torch.Tensor:
+    """The official face crop: c = H // 8, rows [3c, 7c), columns [2c, 6c) of [N, C, H, W] (1024 -> 512x512)."""
+    c = images.shape[2] // 8
+    return images[:, :, c * 3 : c * 7, c * 2 : c * 6]
+
+
+def box_downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """Mean over factor x factor blocks of [N, C, H, W] (H, W divisible by factor); factor <= 1 returns the input.
+
+    The official box filter of the PPL code (and of sgeval's own detector and classifiers, which read images the
+    same way)."""
+    if factor <= 1:
+        return images
+    n, channels, height, width = images.shape
+    blocks = images.reshape(n, channels, height // factor, factor, width // factor, factor)
+    return blocks.mean(dim=(3, 5))  # [N, C, H / f, W / f]
