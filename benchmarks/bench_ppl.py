@@ -226,7 +226,7 @@ def _run_sgeval(G: Any, protocol: str, name: str, weights: Path, pairs: int,
 def run(preset: str, protocol: str, pairs: int, distances: Sequence[str], repeat: int,
         seed: int = 0) -> list[dict[str, Any]]:
     """Time both routes for every distance, alternating them `repeat` times after one small warm-up each."""
-    from sgeval.runner import resolve_protocol
+    from sgeval.protocols import resolve_protocol
 
     settings = resolve_protocol(protocol).settings
     rows: list[dict[str, Any]] = []
@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     distances = [name.strip() for name in args.distances.split(",") if name.strip()]
     if pairs < 1 or args.repeat < 1 or not distances or set(distances) - set(DISTANCES):
         parser.error(f"need --pairs >= 1, --repeat >= 1 and --distances among {', '.join(DISTANCES)}")
-    from sgeval.runner import resolve_protocol
+    from sgeval.protocols import resolve_protocol
 
     try:
         protocol = resolve_protocol(args.protocol)

@@ -28,7 +28,8 @@ __all__ = ["fid", "inception_score", "kid", "precision_recall"]
 def _evaluate_family(metrics: tuple[str, ...], protocol: str | Protocol, source: Any, reference: Any,
                      options: dict[str, Any]) -> MetricResult:
     """Evaluate one protocol after checking that it computes one of `metrics` (e.g. FID for `sgeval.fid`)."""
-    from sgeval.runner import evaluate, resolve_protocol
+    from sgeval.protocols import resolve_protocol
+    from sgeval.runner import evaluate
 
     resolved = resolve_protocol(protocol)
     if resolved.metric not in metrics:

@@ -14,20 +14,26 @@ crossover layers (StyleGAN Table 2's stress test; sampling defined in `sgeval.so
 `mix<K>` part after any count parts (`fid50k_full@mix2`, `fid50k_full@gen1k-mix3`), `mix_latents` records K, and
 `counts_overridden` stays False unless the counts differ too. K = 1 is plain sampling and keeps the plain name.
 
-Generator-space protocols (ppl_zfull, ppl_wend, ls, projection, ...) register here later with kind "generator";
-their settings dataclasses live beside their metric functions.
+Options (`+<option>`, generator-space protocols): `+eps0.001` (PPL epsilon), `+crop` / `+nocrop` (PPL face crop),
+`+<distance name>` change one setting and are recorded in the name, e.g. `ppl_wend+nocrop+lpips-domain`.
+`resolve_protocol` is the one reader of this grammar (the CLI, the API and the runner all go through it).
+
+Generator-space protocols (ppl_zfull, ppl_wend, ls, projection, ...) register here with kind "generator"; their
+settings dataclasses live beside their metric functions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Literal
 
 from sgeval.metrics.fid import FIDSettings
 from sgeval.metrics.kid import KIDSettings
 from sgeval.metrics.registry import MetricKind, get_metric
 
-__all__ = ["PROTOCOLS", "Protocol", "get_protocol", "list_protocols", "register_protocol"]
+__all__ = ["PROTOCOLS", "Protocol", "get_protocol", "list_protocols", "parse_count", "register_protocol",
+           "resolve_protocol"]
 
 RealFlip = Literal["off", "dataset"]
 # The most samples a protocol may ask for: a billion images is about a day of Inception features on a fast GPU and
@@ -149,6 +155,105 @@ def _count_label(count: int | None) -> str:
     if count is None:
         return "all"
     return f"{count // 1000}k" if count % 1000 == 0 else str(count)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The name grammar: `<official>[@gen<N>-real<N>-mix<K>][+<option>...]` (see the module docstring)
+
+_DERIVED_PART = r"(?:gen|real|mix)[0-9a-z]+"  # gen<count>, real<count>, mix<K>; see Protocol.with_counts / with_mixing
+_DERIVED = re.compile(rf"^(?P<base>[A-Za-z0-9_]+)@(?P<parts>{_DERIVED_PART}(?:-{_DERIVED_PART}){{0,2}})$")
+
+
+def parse_count(label: str) -> int | None:
+    """A count as written in derived protocol names and on the command line: "2k" -> 2000, "500" -> 500, "all" -> None.
+
+    Raises ValueError for anything else (or a count below 1).
+    """
+    text = str(label).strip().lower()
+    if text == "all":
+        return None
+    scale = 1000 if text.endswith("k") else 1
+    digits = text[:-1] if scale == 1000 else text
+    if not digits.isdigit() or int(digits) < 1:
+        raise ValueError(f"not a sample count: {label!r} (expected e.g. 500, 2k or all)")
+    return int(digits) * scale
+
+
+def resolve_protocol(protocol: str | Protocol, num_gen: int | None = None, num_real: int | None = None,
+                     mix_latents: int | None = None) -> Protocol:
+    """The Protocol for a name (official, or derived like "fid50k_full@gen1k-real2k" or "fid50k_full@gen1k-mix2")
+    with optional count and mixing overrides.
+
+    Overrides give the variants of `Protocol.with_counts` / `Protocol.with_mixing` (their names record them; a
+    mixing of 1 is plain sampling). Unknown names raise ValueError listing the valid protocols.
+    """
+    options: list[str] = []
+    if isinstance(protocol, Protocol):
+        resolved = protocol
+    else:
+        protocol, *options = protocol.split("+")
+        match = _DERIVED.match(protocol)
+        if match is None:
+            resolved = get_protocol(protocol)
+        else:
+            counts: dict[str, int | None] = {}
+            mix = 1
+            for part in match.group("parts").split("-"):
+                if part.startswith("mix"):
+                    mix = _parse_mix(part)
+                    continue
+                side = "gen" if part.startswith("gen") else "real"
+                counts[f"num_{side}"] = parse_count(part[len(side):])
+            resolved = get_protocol(match.group("base")).with_counts(**counts).with_mixing(mix)
+    if num_gen is not None or num_real is not None:
+        resolved = resolved.with_counts(num_gen=num_gen, num_real=num_real)
+    if mix_latents is not None:
+        resolved = resolved.with_mixing(mix_latents)
+    if resolved.kind == "feature" and resolved.detector is None:
+        raise ValueError(f"protocol {resolved.name!r} names no feature detector")
+    for option in options:
+        resolved = _with_option(resolved, option)
+    return resolved
+
+
+def _parse_mix(part: str) -> int:
+    """The K of a `mix<K>` name part (latents mixed per generated image, K >= 1)."""
+    if not part[3:].isdigit() or int(part[3:]) < 1:
+        raise ValueError(f"not a number of mixed latents: {part!r} (expected mix<K> with K >= 1, e.g. mix2)")
+    return int(part[3:])
+
+
+def _replace_setting(protocol: Protocol, **changes: Any) -> Any:
+    try:
+        return dataclasses.replace(protocol.settings, **changes)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"protocol {protocol.name!r}: cannot set {changes}: {error}") from None
+
+
+def _with_option(protocol: Protocol, option: str) -> Protocol:
+    """A generator protocol with one setting changed, named `<protocol>+<option>`: `+eps0.001` (PPL epsilon),
+    `+crop` / `+nocrop` (PPL face crop), `+<distance name>` (e.g. `ppl_wend+lpips-vgg`). The name keeps such
+    numbers apart from the official ones; `base` still groups them."""
+    if protocol.kind != "generator":
+        raise ValueError(f"protocol {protocol.name!r}: '+{option}' options apply to generator-space protocols only")
+    if option in ("crop", "nocrop"):
+        changed = dataclasses.replace(protocol, settings=_replace_setting(protocol, crop=option == "crop"))
+    elif option.startswith("eps"):
+        try:
+            epsilon = float(option[3:])
+        except ValueError:
+            raise ValueError(f"protocol option '+{option}': expected eps<number>, e.g. eps0.001") from None
+        changed = dataclasses.replace(protocol, settings=_replace_setting(protocol, epsilon=epsilon))
+    else:
+        from sgeval.distances import list_distances
+
+        known = [spec.name for spec in list_distances()]
+        if option not in known:
+            raise ValueError(f"protocol option '+{option}' is neither eps<number> nor an image distance "
+                             f"({', '.join(known)})")
+        changed = dataclasses.replace(protocol, detector=option)
+    return dataclasses.replace(changed, name=f"{protocol.name}+{option}", official=False,
+                               base=protocol.base_name)
 
 
 PROTOCOLS: dict[str, Protocol] = {}

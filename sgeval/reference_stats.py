@@ -58,8 +58,9 @@ def compute_reference_statistics(
     """
     from sgeval.extract import extract_features
     from sgeval.features.registry import build_extractor, get_extractor_spec
+    from sgeval.protocols import resolve_protocol
     from sgeval.results import collect_versions
-    from sgeval.runner import capture_for_cache, open_cache, resolve_protocol
+    from sgeval.runner import capture_for_cache, open_cache
 
     resolved = resolve_protocol(protocol, num_real=num_real)
     name = detector or resolved.detector

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -47,115 +46,16 @@ from sgeval.atomic import sweep_stale_temp_files
 from sgeval.cache import FeatureCache
 from sgeval.featureset import FeatureSet
 from sgeval.metrics.registry import DEFAULT_MEMORY_MIB, ComputeOptions, get_metric
-from sgeval.protocols import Protocol, get_protocol
+from sgeval.protocols import Protocol, resolve_protocol
 from sgeval.results import MetricResult, append_result
 
-__all__ = ["DataNotGivenError", "capture_for_cache", "evaluate", "evaluate_many", "open_cache", "parse_count",
-           "resolve_protocol"]
+__all__ = ["DataNotGivenError", "capture_for_cache", "evaluate", "evaluate_many", "open_cache"]
 
 PathLike = str | os.PathLike[str]
-_DERIVED_PART = r"(?:gen|real|mix)[0-9a-z]+"  # gen<count>, real<count>, mix<K>; see Protocol.with_counts / with_mixing
-_DERIVED = re.compile(rf"^(?P<base>[A-Za-z0-9_]+)@(?P<parts>{_DERIVED_PART}(?:-{_DERIVED_PART}){{0,2}})$")
 
 
 class DataNotGivenError(ValueError):
     """No real data was given and the network records no training set."""
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Protocols
-
-
-def parse_count(label: str) -> int | None:
-    """A count as written in derived protocol names and on the command line: "2k" -> 2000, "500" -> 500, "all" -> None.
-
-    Raises ValueError for anything else (or a count below 1).
-    """
-    text = str(label).strip().lower()
-    if text == "all":
-        return None
-    scale = 1000 if text.endswith("k") else 1
-    digits = text[:-1] if scale == 1000 else text
-    if not digits.isdigit() or int(digits) < 1:
-        raise ValueError(f"not a sample count: {label!r} (expected e.g. 500, 2k or all)")
-    return int(digits) * scale
-
-
-def resolve_protocol(protocol: str | Protocol, num_gen: int | None = None, num_real: int | None = None,
-                     mix_latents: int | None = None) -> Protocol:
-    """The Protocol for a name (official, or derived like "fid50k_full@gen1k-real2k" or "fid50k_full@gen1k-mix2")
-    with optional count and mixing overrides.
-
-    Overrides give the variants of `Protocol.with_counts` / `Protocol.with_mixing` (their names record them; a
-    mixing of 1 is plain sampling). Unknown names raise ValueError listing the valid protocols.
-    """
-    options: list[str] = []
-    if isinstance(protocol, Protocol):
-        resolved = protocol
-    else:
-        protocol, *options = protocol.split("+")
-        match = _DERIVED.match(protocol)
-        if match is None:
-            resolved = get_protocol(protocol)
-        else:
-            counts: dict[str, int | None] = {}
-            mix = 1
-            for part in match.group("parts").split("-"):
-                if part.startswith("mix"):
-                    mix = _parse_mix(part)
-                    continue
-                side = "gen" if part.startswith("gen") else "real"
-                counts[f"num_{side}"] = parse_count(part[len(side):])
-            resolved = get_protocol(match.group("base")).with_counts(**counts).with_mixing(mix)
-    if num_gen is not None or num_real is not None:
-        resolved = resolved.with_counts(num_gen=num_gen, num_real=num_real)
-    if mix_latents is not None:
-        resolved = resolved.with_mixing(mix_latents)
-    if resolved.kind == "feature" and resolved.detector is None:
-        raise ValueError(f"protocol {resolved.name!r} names no feature detector")
-    for option in options:
-        resolved = _with_option(resolved, option)
-    return resolved
-
-
-def _parse_mix(part: str) -> int:
-    """The K of a `mix<K>` name part (latents mixed per generated image, K >= 1)."""
-    if not part[3:].isdigit() or int(part[3:]) < 1:
-        raise ValueError(f"not a number of mixed latents: {part!r} (expected mix<K> with K >= 1, e.g. mix2)")
-    return int(part[3:])
-
-
-def _replace_setting(protocol: Protocol, **changes: Any) -> Any:
-    try:
-        return dataclasses.replace(protocol.settings, **changes)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"protocol {protocol.name!r}: cannot set {changes}: {error}") from None
-
-
-def _with_option(protocol: Protocol, option: str) -> Protocol:
-    """A generator protocol with one setting changed, named `<protocol>+<option>`: `+eps0.001` (PPL epsilon),
-    `+crop` / `+nocrop` (PPL face crop), `+<distance name>` (e.g. `ppl_wend+lpips-vgg`). The name keeps such
-    numbers apart from the official ones; `base` still groups them."""
-    if protocol.kind != "generator":
-        raise ValueError(f"protocol {protocol.name!r}: '+{option}' options apply to generator-space protocols only")
-    if option in ("crop", "nocrop"):
-        changed = dataclasses.replace(protocol, settings=_replace_setting(protocol, crop=option == "crop"))
-    elif option.startswith("eps"):
-        try:
-            epsilon = float(option[3:])
-        except ValueError:
-            raise ValueError(f"protocol option '+{option}': expected eps<number>, e.g. eps0.001") from None
-        changed = dataclasses.replace(protocol, settings=_replace_setting(protocol, epsilon=epsilon))
-    else:
-        from sgeval.distances import list_distances
-
-        known = [spec.name for spec in list_distances()]
-        if option not in known:
-            raise ValueError(f"protocol option '+{option}' is neither eps<number> nor an image distance "
-                             f"({', '.join(known)})")
-        changed = dataclasses.replace(protocol, detector=option)
-    return dataclasses.replace(changed, name=f"{protocol.name}+{option}", official=False,
-                               base=protocol.base_name)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def validate_metrics(metrics: Sequence[str]) -> None:
         ValueError: unknown protocol (lists the valid ones), missing, corrupt or wrong-architecture weights.
     """
     from sgeval.features.registry import build_extractor
-    from sgeval.runner import resolve_protocol
+    from sgeval.protocols import resolve_protocol
 
     detectors = {resolve_protocol(name).detector for name in metrics}
     explicit = os.environ.get(DETECTOR_WEIGHTS_ENV) or None

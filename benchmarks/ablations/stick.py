@@ -40,7 +40,7 @@ class MeasuringStick:
     classifiers: Path | None  # attribute classifiers for separability; None: `ls` is not measured
 
     def _name(self, base: str, num_gen: int, mix_latents: int | None = None) -> str:
-        from sgeval.runner import resolve_protocol
+        from sgeval.protocols import resolve_protocol
 
         return resolve_protocol(base, num_gen=num_gen, mix_latents=mix_latents).name
 

@@ -72,7 +72,7 @@ def domain_protocols(budget: Budget, ppl_options: str) -> list[str]:
     `ppl_options` is the stick's PPL suffix ("+nocrop+lpips-domain"): Fashion-MNIST has no face to crop.
     """
     from benchmarks.ablations.stick import DOMAIN_FD
-    from sgeval.runner import resolve_protocol
+    from sgeval.protocols import resolve_protocol
 
     def name(base: str, num_gen: int, num_real: int | None = None) -> str:
         return resolve_protocol(base, num_gen=num_gen, num_real=num_real).name
@@ -90,7 +90,7 @@ def official_fid(budget: Budget) -> tuple[str | None, str]:
     project cache, the torch and dnnlib caches.
     """
     from sgeval.features.registry import get_extractor_spec
-    from sgeval.runner import resolve_protocol
+    from sgeval.protocols import resolve_protocol
     from sgeval.weights import WEIGHTS, WeightsError, find_weights
 
     files = get_extractor_spec(INCEPTION).weights

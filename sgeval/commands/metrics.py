@@ -32,7 +32,7 @@ def _count(ctx: click.Context, param: click.Parameter, value: str | None) -> int
     """Click callback: "500", "2k" -> int; None stays None."""
     if value is None:
         return None
-    from sgeval.runner import parse_count
+    from sgeval.protocols import parse_count
 
     try:
         count = parse_count(value)

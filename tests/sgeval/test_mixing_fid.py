@@ -15,8 +15,9 @@ import torch
 from click.testing import CliRunner
 
 from sgeval.cli import main
+from sgeval.protocols import resolve_protocol
 from sgeval.report import load_results
-from sgeval.runner import evaluate, evaluate_many, resolve_protocol
+from sgeval.runner import evaluate, evaluate_many
 from sgeval.sources.generator import GeneratorSource, float_to_uint8, latents_for_items
 from sgeval.sources.mixing import mixing_draws
 

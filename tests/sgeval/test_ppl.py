@@ -18,8 +18,8 @@ import torch
 from sgeval import runner
 from sgeval.imageops import box_downsample, face_crop
 from sgeval.metrics.ppl import PPLSettings, _filtered_means, bootstrap_interval, filtered_mean, percentile_filter
-from sgeval.protocols import get_protocol
-from sgeval.runner import evaluate, resolve_protocol
+from sgeval.protocols import get_protocol, resolve_protocol
+from sgeval.runner import evaluate
 from sgeval.samplers import SamplerContext, get_sampler
 from sgeval.samplers.ppl import lerp, ppl_images, sample_ppl, slerp
 

@@ -13,8 +13,9 @@ import scipy.linalg
 import torch
 
 from sgeval.cache import FeatureCache
+from sgeval.protocols import parse_count, resolve_protocol
 from sgeval.results import read_results
-from sgeval.runner import DataNotGivenError, evaluate, evaluate_many, parse_count, resolve_protocol
+from sgeval.runner import DataNotGivenError, evaluate, evaluate_many
 from sgeval.training_hook import metric_hook
 
 from .conftest import CountingExtractor, FakeExtractor, TinyGenerator, random_images, write_folder, write_zip

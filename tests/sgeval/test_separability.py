@@ -38,7 +38,8 @@ from sgeval.metrics.separability import (
     confident_indices,
     linear_separability,
 )
-from sgeval.runner import evaluate, resolve_protocol
+from sgeval.protocols import resolve_protocol
+from sgeval.runner import evaluate
 from sgeval.samplers import SamplerContext, get_sampler
 from sgeval.samplers.separability import CHUNK, sample_ls
 from sgeval.sources.generator import latents_for_items
