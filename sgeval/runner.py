@@ -75,14 +75,14 @@ class _Network:
 def _snapshot_path(network: Any) -> Path | None:
     """The network file (an sgmodels snapshot or an imported official / rosinality checkpoint) when `network` names
     one, else None (statistics files are refused here)."""
-    from sgeval.sources.sgmodels_adapter import is_sgmodels_snapshot
+    from sgeval.sources.sgmodels_adapter import is_network_file
 
     if not isinstance(network, (str, os.PathLike)):
         return None
     path = Path(network).expanduser()
     if path.suffix.lower() == ".npz":
         raise ValueError(f"{path}: statistics files can only be the reference (--data), not the evaluated source")
-    return path if is_sgmodels_snapshot(path) else None
+    return path if is_network_file(path) else None
 
 
 def _open_network(network: Any, device: str, snapshot: Path | None, metadata: dict[str, Any],

@@ -72,7 +72,7 @@ def _distance_names() -> list[str]:
 
 def _load_network(network: str, device: str) -> tuple[Any, Path]:
     """The evaluated generator of a snapshot, or of the newest snapshot of a training run directory."""
-    from sgeval.sources.sgmodels_adapter import is_sgmodels_snapshot, load_generator, run_snapshots
+    from sgeval.sources.sgmodels_adapter import is_network_file, load_generator, run_snapshots
 
     path = Path(network).expanduser()
     if path.is_dir():
@@ -80,7 +80,7 @@ def _load_network(network: str, device: str) -> tuple[Any, Path]:
         if not snapshots:
             raise click.BadParameter(f"{path} holds no network-snapshot-*.safetensors", param_hint="NETWORK")
         path = snapshots[-1]
-    if not is_sgmodels_snapshot(path):
+    if not is_network_file(path):
         raise click.BadParameter(f"{path}: expected an sgmodels .safetensors snapshot, an official / rosinality "
                                  "checkpoint (.pkl, .pt) or a training run directory", param_hint="NETWORK")
     return load_generator(path, device=device), path

@@ -69,7 +69,7 @@ def open_source(path: str | os.PathLike[str], **options: Any) -> ImageSource | S
             truncation_psi, noise_mode, class_idx, labels, gen_batch).
     """
     from sgeval.sources.images import open_image_source
-    from sgeval.sources.sgmodels_adapter import is_sgmodels_snapshot, load_sgmodels_source
+    from sgeval.sources.sgmodels_adapter import is_network_file, load_sgmodels_source
     from sgeval.sources.stats import StatisticsSource
 
     location = Path(path).expanduser()
@@ -80,7 +80,7 @@ def open_source(path: str | os.PathLike[str], **options: Any) -> ImageSource | S
         return open_image_source(location, **options)
     if suffix == ".npz":
         return StatisticsSource(location, **options)
-    if is_sgmodels_snapshot(location):  # snapshots and official checkpoints, read by sgmodels without executing
+    if is_network_file(location):  # snapshots and official checkpoints, read by sgmodels without executing
         return load_sgmodels_source(location, **options)
     raise ValueError(f"{location}: unsupported source; expected an image folder, a .zip dataset, an .npz "
                      "statistics file, an sgmodels .safetensors snapshot or an official / rosinality checkpoint "

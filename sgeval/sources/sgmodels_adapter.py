@@ -60,7 +60,7 @@ __all__ = [
     "check_writable_folder",
     "cli_errors",
     "image_grid",
-    "is_sgmodels_snapshot",
+    "is_network_file",
     "is_style_generator",
     "keeping",
     "load_generator",
@@ -83,7 +83,7 @@ __all__ = [
 NETWORK_SUFFIXES = (".safetensors", ".pkl", ".pickle", ".pt", ".pth", ".ckpt")  # snapshots and imported checkpoints
 
 
-def is_sgmodels_snapshot(path: str | os.PathLike[str]) -> bool:
+def is_network_file(path: str | os.PathLike[str]) -> bool:
     """True for a network file that sgmodels loads: a `.safetensors` snapshot or an official / rosinality checkpoint
     (`.pkl`, `.pt`, ...), which `sgmodels.importers` reads without executing it. The content is checked on load."""
     return Path(path).suffix.lower() in NETWORK_SUFFIXES
