@@ -19,8 +19,9 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import IO, Any
+
+import sgmodels.fileio as fileio  # the one implementation of temporary files, shared with sgmodels (its bottom layer)
 
 try:  # POSIX only; used to serialise concurrent appenders.
     import fcntl
@@ -31,23 +32,15 @@ __all__ = ["append_line", "atomic_open", "atomic_write_bytes", "atomic_write_tex
            "sweep_stale_temp_files"]
 
 
-def _fileio() -> ModuleType:
-    """sgmodels' crash-safe file primitives, reached through sgeval's adapter (imported on first use: the adapter's
-    package imports this module)."""
-    from sgeval.sources import sgmodels_adapter
-
-    return sgmodels_adapter
-
-
 def stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
     """Temporary files that interrupted writes left in `directory` (see `sgmodels.fileio.stale_temp_files`)."""
-    found: list[Path] = _fileio().stale_temp_files(directory)
+    found: list[Path] = fileio.stale_temp_files(directory)
     return found
 
 
 def sweep_stale_temp_files(directory: str | os.PathLike[str]) -> int:
     """Remove `stale_temp_files(directory)` (best effort); returns how many were removed."""
-    removed: int = _fileio().sweep_stale_temp_files(directory)
+    removed: int = fileio.sweep_stale_temp_files(directory)
     return removed
 
 
@@ -73,7 +66,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open supports mode 'wb' or 'w', got {mode!r}; use append_line() to append")
     text_encoding = (encoding or "utf-8") if mode == "w" else None
-    with _fileio().atomic_temp_path(path) as temp, open(temp, mode, encoding=text_encoding) as handle:
+    with fileio.atomic_temp_path(path) as temp, open(temp, mode, encoding=text_encoding) as handle:
         yield handle
         handle.flush()  # atomic_temp_path fsyncs the closed file before the rename
 

@@ -347,7 +347,7 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
             were then kept in a temporary folder that the message names).
     """
     from sgeval.sources.images import open_image_source
-    from sgeval.sources.sgmodels_adapter import check_writable_folder
+    from sgmodels.fileio import check_writable_folder
 
     check_writable_folder(Path(outdir).expanduser())  # before minutes of training
     source = open_image_source(data)
@@ -428,7 +428,7 @@ def _accuracy(model: AttributeClassifier, images: DecodedImages, targets: np.nda
 
 
 def _bar(total: int, enabled: bool, desc: str = "classifiers") -> Any:
-    from sgeval.sources.sgmodels_adapter import progress_bar
+    from sgmodels.progress import progress_bar
 
     return progress_bar(total=total, desc=desc, unit="step", enabled=enabled)
 
@@ -452,7 +452,7 @@ def save_described_tensors(model: torch.nn.Module, description: dict[str, Any], 
     """
     from safetensors.torch import save
 
-    from sgeval.sources.sgmodels_adapter import write_or_keep
+    from sgmodels.fileio import write_or_keep
 
     if weights_path.parent != description_path.parent:
         raise ValueError(f"{weights_path} and {description_path} must lie in one folder")

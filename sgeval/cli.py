@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sgeval.sources.sgmodels_adapter import LazyGroup  # shared with the sgmodels CLI
+from sgmodels._lazycli import LazyGroup  # shared with the sgmodels CLI
 
 COMMANDS = {
     # name: "module:click command"

@@ -206,7 +206,7 @@ def train_detector(
             then kept in a temporary folder that the message names).
     """
     from sgeval.sources.images import open_image_source
-    from sgeval.sources.sgmodels_adapter import check_writable_folder
+    from sgmodels.fileio import check_writable_folder
 
     check_writable_folder(Path(outdir).expanduser())  # before minutes of training
     source = open_image_source(data)

@@ -34,8 +34,8 @@ from sgeval.cache import FeatureCache, cache_key
 from sgeval.features.base import FeatureExtractor
 from sgeval.featureset import FeatureSet
 from sgeval.sources.protocol import ImageSource
-from sgeval.sources.sgmodels_adapter import progress_bar
 from sgeval.sources.stats import StatisticsSource
+from sgmodels.progress import progress_bar
 
 __all__ = ["background_decoding_pays", "default_device", "distributed_info", "extract_features",
            "init_distributed_from_env", "match_channels"]

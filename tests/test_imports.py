@@ -1,7 +1,8 @@
 """Package boundaries: sgmodels must work without sgeval, and never import it; sgeval reaches sgmodels through one
 adapter module only (`sgeval/sources/sgmodels_adapter.py`), except for sgmodels' bottom-layer modules
-(`BOTTOM_LAYER`): standard-library-only helpers that both packages share (bounded readers of untrusted files), which
-any sgeval module may import directly."""
+(`BOTTOM_LAYER`): helpers both packages share (crash-safe files, bounded readers of untrusted files, progress output,
+CLI errors, the lazy click group), which need only the standard library and click and which any sgeval module may
+import directly."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTER = ROOT / "sgeval" / "sources" / "sgmodels_adapter.py"
-BOTTOM_LAYER = {"sgmodels.untrusted"}  # standard library only (checked below): importable from anywhere
+BOTTOM_LAYER = {"sgmodels.untrusted", "sgmodels.fileio", "sgmodels.progress", "sgmodels.clierrors",
+                "sgmodels._lazycli"}  # standard library and click only (checked below): importable from anywhere
+BOTTOM_LAYER_DEPENDENCIES = {"click"}  # a dependency of both CLIs
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -52,12 +55,21 @@ def test_only_the_adapter_of_sgeval_imports_sgmodels() -> None:
     assert offenders == [], f"sgeval modules importing sgmodels other than through {ADAPTER.name}: {offenders}"
 
 
-def test_the_bottom_layer_needs_only_the_standard_library() -> None:
+def test_the_bottom_layer_needs_only_the_standard_library_and_click() -> None:
     for module in sorted(BOTTOM_LAYER):
         path = ROOT / (module.replace(".", "/") + ".py")
         foreign = sorted(name for name in _imported_modules(path)
-                         if name.split(".")[0] not in sys.stdlib_module_names and name != "__future__")
-        assert foreign == [], f"{module} imports {foreign}; the bottom layer is standard library only"
+                         if name.split(".")[0] not in sys.stdlib_module_names | BOTTOM_LAYER_DEPENDENCIES
+                         and name not in BOTTOM_LAYER and name not in ("__future__", "tqdm"))
+        assert foreign == [], f"{module} imports {foreign}; the bottom layer is standard library and click only"
+    assert _imported_modules(ROOT / "sgmodels" / "__init__.py") == set()  # importing the package itself is free
+
+
+def test_no_low_level_module_of_sgeval_imports_its_sources() -> None:
+    for module in ("atomic", "cli", "extract", "classifiers", "detector", "results", "cache", "featureset"):
+        imported = _imported_modules(ROOT / "sgeval" / f"{module}.py")
+        assert "sgeval.sources.sgmodels_adapter" not in imported, f"sgeval.{module} reaches sgmodels' helpers " \
+            "through the adapter; import them from sgmodels' bottom layer"
 
 
 def test_the_adapter_is_light_and_cycle_free_for_low_level_modules() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from sgeval.commands.metrics import _run, evaluation_options_except
-from sgeval.sources.sgmodels_adapter import cli_errors
+from sgmodels.clierrors import cli_errors
 
 __all__ = ["detector_group", "fd_command"]
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from sgeval.sources.sgmodels_adapter import check_writable_folder, cli_errors
+from sgmodels.clierrors import cli_errors
+from sgmodels.fileio import check_writable_folder
 
 __all__ = ["calc_command", "fid_command", "is_command", "kid_command", "list_command", "pr_command",
            "stats_command"]

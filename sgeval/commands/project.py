@@ -31,7 +31,9 @@ from typing import Any
 
 import click
 
-from sgeval.sources.sgmodels_adapter import check_writable_folder, cli_errors, progress_bar
+from sgmodels.clierrors import cli_errors
+from sgmodels.fileio import check_writable_folder
+from sgmodels.progress import progress_bar
 
 __all__ = ["DEFAULT_DISTANCE", "project_command", "protocol_name"]
 

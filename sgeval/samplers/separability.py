@@ -73,6 +73,6 @@ def sample_ls(ctx: SamplerContext) -> dict[str, np.ndarray]:
 
 
 def _progress(items: range, enabled: bool) -> Any:
-    from sgeval.sources.sgmodels_adapter import progress_bar
+    from sgmodels.progress import progress_bar
 
     return progress_bar(items, desc="ls", unit="chunk", leave=False, enabled=enabled)

@@ -1,4 +1,4 @@
-"""The only module of sgeval that imports sgmodels (tests/test_imports.py enforces it).
+"""The one module through which sgeval loads from sgmodels (tests/test_imports.py enforces it).
 
 What sgeval takes from sgmodels, all through here:
 - network files: an sgmodels snapshot (`.safetensors` written by `sgmodels.snapshot.save_snapshot`) or an official
@@ -13,15 +13,13 @@ What sgeval takes from sgmodels, all through here:
   the same `mixed_ws` that training's mixing regularisation uses;
 - the dataset reader (`sgmodels.data.reader`): sgeval's image folder and zip sources list, decode and label images
   with the same code that training uses, so a run is evaluated on exactly the data it was trained on;
-- small generic helpers that both packages share instead of copying: the crash-safe temporary files of
-  `sgmodels.fileio` (under `sgeval.atomic`), its output-folder check and rescue of a final write, the lazy click
-  group and the error messages of the CLIs (`sgmodels.clierrors`), and the progress output (`sgmodels.progress`).
+The small generic helpers that both packages share (crash-safe files `sgmodels.fileio`, bounded readers
+`sgmodels.untrusted`, progress output `sgmodels.progress`, CLI errors `sgmodels.clierrors`, the lazy click group
+`sgmodels._lazycli`) are sgmodels' bottom layer: standard library and click only, imported by any sgeval module
+directly, not through here, so no low-level module of sgeval imports `sgeval.sources`.
 
-Heavy parts of sgmodels are imported lazily, inside the functions. The generic helpers (`sgmodels.fileio` and
-`sgmodels.progress`: standard library only; `sgmodels._lazycli` and `sgmodels.clierrors`: click only) are imported
-at module level, because `sgeval.cli` needs the class when it is imported; this module itself imports neither
-torch nor other sgeval modules at import time, so the low-level `sgeval.atomic` can use it without an import cycle
-(`sgeval.sources` exports lazily for the same reason).
+Heavy parts of sgmodels are imported lazily, inside the functions; importing this module loads neither torch nor
+other sgeval modules (`sgeval.sources` exports lazily for the same reason).
 """
 
 from __future__ import annotations
@@ -31,19 +29,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sgmodels._lazycli import LazyGroup
-from sgmodels.clierrors import cli_errors
-from sgmodels.fileio import (
-    WriteError,
-    atomic_temp_path,
-    check_writable_folder,
-    keeping,
-    stale_temp_files,
-    sweep_stale_temp_files,
-    write_or_keep,
-)
-from sgmodels.progress import progress_bar
-
 if TYPE_CHECKING:  # importing this module stays light (no torch): sgeval.atomic and sgeval.cli import it
     import numpy as np
     import torch
@@ -52,30 +37,20 @@ if TYPE_CHECKING:  # importing this module stays light (no torch): sgeval.atomic
     from sgmodels.data.reader import DatasetReader
 
 __all__ = [
-    "LazyGroup",
-    "WriteError",
-    "atomic_temp_path",
     "check_finite_images",
     "check_finite_weights",
-    "check_writable_folder",
-    "cli_errors",
     "image_grid",
     "is_network_file",
     "is_style_generator",
-    "keeping",
     "load_generator",
     "load_sgmodels_source",
     "load_tf_classifier",
     "mixed_ws",
     "open_dataset_reader",
-    "progress_bar",
     "read_image",
     "snapshot_c_dim",
     "snapshot_metadata",
     "snapshot_training_data",
-    "stale_temp_files",
-    "sweep_stale_temp_files",
-    "write_or_keep",
     "write_png",
 ]
 
