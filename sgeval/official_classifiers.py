@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from sgeval.classifiers import OFFICIAL_PATTERN, TRAIN_HINT, BaseClassifierSet, ClassifierError
+from sgeval.classifier_set import OFFICIAL_PATTERN, TRAIN_HINT, BaseClassifierSet, ClassifierError
 
 __all__ = ["OFFICIAL_FORMAT", "OFFICIAL_MINIBATCH", "OfficialClassifierSet", "OfficialFile",
            "load_official_classifiers", "official_files"]

@@ -107,3 +107,9 @@ def test_cli_entry_points_show_help() -> None:
         result = subprocess.run([sys.executable, "-m", package, "--help"], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert "Usage" in result.stdout
+
+
+def test_the_two_classifier_sets_do_not_import_each_other() -> None:
+    """Both implement sgeval.classifier_set; only load_classifiers reaches the official set, lazily."""
+    official = _imported_modules(ROOT / "sgeval" / "official_classifiers.py")
+    assert "sgeval.classifiers" not in official and "sgeval.classifier_set" in official
