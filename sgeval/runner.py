@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
+from sgeval import helper_networks
 from sgeval.atomic import sweep_stale_temp_files
 from sgeval.cache import FeatureCache
 from sgeval.featureset import FeatureSet
@@ -344,52 +345,6 @@ def open_cache(cache: bool | FeatureCache | PathLike | None) -> FeatureCache | N
     raise TypeError(f"cache must be True, False, a FeatureCache or a folder, got {type(cache).__name__}")
 
 
-def _detector_weights_for(detector: str, detector_weights: PathLike | Mapping[str, PathLike] | None,
-                          detectors: set[str]) -> PathLike | None:
-    """The explicit weights file of one detector; a single path is only unambiguous for a single detector, or for
-    detectors that all load the same registry file (fid50k_full and is50k both read NVIDIA's Inception archive).
-
-    A mapping names registered detectors ({"inception-v3-tf": path, "vgg16-fc2": path}); entries for detectors that
-    these protocols do not use are ignored, so one set of files serves every command.
-    """
-    if detector_weights is None:
-        return None
-    if isinstance(detector_weights, Mapping):
-        from sgeval.distances import list_distances
-        from sgeval.features.registry import list_extractors
-
-        known = [spec.name for spec in list_extractors()] + [spec.name for spec in list_distances()]
-        unknown = sorted(set(detector_weights) - set(known))
-        if unknown:
-            raise ValueError(f"detector weights given for unknown detector(s) {', '.join(unknown)}; detector names: "
-                             f"{', '.join(known)}")
-        if detector in detector_weights:
-            return detector_weights[detector]
-        # One file serves every network that loads the same registry file (NVIDIA's Inception archive is both
-        # inception-v3-tf and its -logits head; its vgg16.pt both vgg16-fc2 and lpips-vgg16-nvidia): name it once.
-        accepted = _single_file_weights(detector)
-        shared = [path for name, path in sorted(detector_weights.items()) if accepted & _single_file_weights(name)]
-        return shared[0] if shared else None
-    if len(detectors) > 1 and not set.intersection(*(_single_file_weights(name) for name in detectors)):
-        raise ValueError(f"one --detector-weights file cannot serve several detectors ({', '.join(sorted(detectors))})"
-                         "; evaluate their protocols separately or pass a mapping {detector: path}")
-    return detector_weights
-
-
-def _single_file_weights(name: str) -> set[str]:
-    """Registry weights names a detector or single-file distance accepts (empty for multi-file distances, whose
-    files are not interchangeable with a detector's)."""
-    from sgeval.distances import get_distance_spec, list_distances
-    from sgeval.features.registry import get_extractor_spec, list_extractors
-
-    if name in {spec.name for spec in list_extractors()}:
-        return set(get_extractor_spec(name).weights)
-    if name in {spec.name for spec in list_distances()}:
-        files = get_distance_spec(name).files
-        return set(files[0].weights) if len(files) == 1 else set()
-    return set()
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Public API
 
@@ -445,14 +400,10 @@ def evaluate_many(
     features = [protocol for protocol in resolved if protocol.kind == "feature"]
     # resolve_protocol rejects feature protocols without a detector; the filter only tells the type checker
     detectors = {protocol.detector for protocol in features if protocol.detector is not None}
-    weighted = _weighted_networks(resolved)  # feature detectors and image distances: their files come from
-    weights_of = {name: _detector_weights_for(name, detector_weights, weighted) for name in weighted}  # the registry
     # Every helper network is built (its file found, checked and loaded) before the first metric is computed, so a
     # missing or broken file for the last metric is an error at once, not after the first metrics' minutes of work.
-    extractors = {name: _build_extractor(name, options, weights_dir, allow_download, weights_of[name])
-                  for name in sorted(detectors)}
-    helpers = _build_sampler_networks([p for p in resolved if p.kind == "generator"], options, weights_dir,
-                                      allow_download, weights_of)
+    built = helper_networks.build_helper_networks(resolved, detector_weights, options, weights_dir, allow_download)
+    extractors, helpers = built.extractors, built.sampler_networks
     results: dict[int, MetricResult] = {}  # by position in `resolved` (honest names may differ from the asked ones)
     try:
         for index, protocol in enumerate(resolved):
@@ -498,14 +449,6 @@ def evaluate(
 
 # ---------------------------------------------------------------------------------------------------------------
 # Internals of evaluate_many
-
-
-def _build_extractor(detector: str, options: _RunOptions, weights_dir: PathLike | None, allow_download: bool,
-                     weights_path: PathLike | None) -> Any:
-    from sgeval.features.registry import build_extractor
-
-    return build_extractor(detector, weights_path=weights_path, weights_dir=weights_dir,
-                           allow_download=allow_download, device=options.device, precision=options.precision)
 
 
 def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, reals: _RealSides, data_xflip: bool,
@@ -632,66 +575,10 @@ def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, ex
     )
 
 
-def _weighted_networks(protocols: list[Protocol]) -> set[str]:
-    """Names of the networks whose weights files `detector_weights` may give: feature detectors and distances."""
-    from sgeval.samplers import get_sampler
-
-    names = set()
-    for protocol in protocols:
-        if protocol.detector is None:
-            continue
-        if protocol.kind == "feature" or "distance" in get_sampler(protocol.metric).networks:
-            names.add(protocol.detector)
-    return names
-
-
-def _build_distance(name: str, options: _RunOptions, weights_dir: PathLike | None, allow_download: bool,
-                    weights_path: PathLike | None) -> Any:
-    from sgeval.distances import build_distance
-
-    return build_distance(name, weights_path=weights_path, weights_dir=weights_dir, allow_download=allow_download,
-                          device=options.device)
-
-
-def _build_classifiers(folder: PathLike | None, options: _RunOptions) -> Any:
-    from sgeval.classifiers import TRAIN_HINT, ClassifierError, load_classifiers
-
-    if folder is None:
-        raise ClassifierError(f"linear separability needs attribute classifiers: give classifiers=DIR (`sgeval ls "
-                              f"--classifiers DIR`); {TRAIN_HINT}")
-    return load_classifiers(folder, device=options.device)
-
-
-def _build_sampler_networks(protocols: list[Protocol], options: _RunOptions, weights_dir: PathLike | None,
-                            allow_download: bool,
-                            weights_of: Mapping[str, PathLike | None]) -> dict[str, dict[str, Any]]:
-    """{protocol name: {"distance" / "classifiers": network}} for generator-space protocols; each distance and the
-    classifiers are built once and shared between the protocols that use them."""
-    from sgeval.samplers import get_sampler
-
-    distances: dict[str, Any] = {}
-    classifiers: list[Any] = []  # built at most once
-    out: dict[str, dict[str, Any]] = {}
-    for protocol in protocols:
-        needs, helpers = get_sampler(protocol.metric).networks, {}
-        if "distance" in needs:
-            if protocol.detector is None:
-                raise ValueError(f"protocol {protocol.name!r} names no image distance")
-            if protocol.detector not in distances:
-                distances[protocol.detector] = _build_distance(protocol.detector, options, weights_dir,
-                                                               allow_download, weights_of.get(protocol.detector))
-            helpers["distance"] = distances[protocol.detector]
-        if "classifiers" in needs:
-            classifiers = classifiers or [_build_classifiers(options.classifiers, options)]
-            helpers["classifiers"] = classifiers[0]
-        out[protocol.name] = helpers
-    return out
-
-
 def _evaluate_generator_metric(protocol: Protocol, network: _Network, options: _RunOptions,
                                helpers: dict[str, Any]) -> MetricResult:
     """A generator-space protocol: the sampler stage (cached like features), then the metric's pure reduction, with
-    the helper networks of `_build_sampler_networks`."""
+    the helper networks of `helper_networks.build_sampler_networks`."""
     from sgeval.samplers import SamplerContext, get_sampler, sample_arrays
 
     source = network.source

@@ -150,12 +150,13 @@ def test_conditional_run_is_evaluated_against_its_class_folder(tmp_path: Path, m
     same labels there and conditions the generator on them (it used to find none and refuse)."""
     import torch
 
+    import sgeval.helper_networks as helper_networks
     import sgeval.runner as runner
     from sgmodels.presets import build_networks
     from sgmodels.snapshot import save_snapshot
     from tests.sgeval.conftest import FakeExtractor
 
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: FakeExtractor())
+    monkeypatch.setattr(helper_networks, "build_feature_extractor", lambda *args, **kwargs: FakeExtractor())
     names = [f"{cls}/{i}.png" for i, cls in enumerate(["ant", "bee", "cow"] * 4)]
     folder = _write_tree(tmp_path / "train", {name: _encode(_rgb(i, size=16), "PNG") for i, name in enumerate(names)})
     assert ImageDataset(folder).label_dim == 3

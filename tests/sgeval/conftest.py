@@ -153,8 +153,8 @@ def inception_weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def extractor(monkeypatch: pytest.MonkeyPatch) -> CountingExtractor:
     """Every detector of the runner becomes one counting FakeExtractor (D = 9): no Inception or VGG runs."""
-    from sgeval import runner
+    from sgeval import helper_networks
 
     fake = CountingExtractor()
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(helper_networks, "build_feature_extractor", lambda *args, **kwargs: fake)
     return fake

@@ -106,9 +106,9 @@ def test_unsupported_precisions_are_refused_clearly(tmp_path: Path) -> None:
 @pytest.mark.skipif(not BF16_CPU, reason="this CPU has no AVX512-BF16/AMX (oneDNN bf16)")
 def test_reduced_precision_results_get_their_own_name(image_folder: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from sgeval import runner
+    from sgeval import helper_networks, runner
 
-    monkeypatch.setattr(runner, "_build_extractor",
+    monkeypatch.setattr(helper_networks, "build_feature_extractor",
                         lambda detector, options, *args: FakeExtractor().set_precision(options.precision))
     exact, = runner.evaluate_many(["kid50k"], image_folder, image_folder, cache=tmp_path / "cache", progress=False,
                                   run_dir=False)

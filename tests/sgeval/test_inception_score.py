@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 import sgeval
-import sgeval.runner as runner
+import sgeval.helper_networks as helper_networks
 from sgeval.cli import main
 from sgeval.metrics.inception_score import ISSettings, inception_score, inception_score_of_logits
 from sgeval.protocols import get_protocol
@@ -55,7 +55,7 @@ def test_is50k_protocol_and_registry() -> None:
 @pytest.fixture
 def extractor(monkeypatch: pytest.MonkeyPatch) -> FakeExtractor:
     fake = FakeExtractor()  # 9 "logits" per image
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(helper_networks, "build_feature_extractor", lambda *args, **kwargs: fake)
     return fake
 
 

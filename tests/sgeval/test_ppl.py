@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgeval import runner
+from sgeval import helper_networks
 from sgeval.imageops import box_downsample, face_crop
 from sgeval.metrics.ppl import PPLSettings, _filtered_means, bootstrap_interval, filtered_mean, percentile_filter
 from sgeval.protocols import get_protocol, resolve_protocol
@@ -266,7 +266,7 @@ def test_official_protocols_and_options() -> None:
 @pytest.fixture
 def sse_distance(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     built: list[str] = []
-    monkeypatch.setattr(runner, "_build_distance", lambda name, *args: built.append(name) or SquaredL2())
+    monkeypatch.setattr(helper_networks, "build_image_distance", lambda name, *args: built.append(name) or SquaredL2())
     return built
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import sgeval.helper_networks as helper_networks
 import sgeval.runner as runner
 from sgeval.cache import FeatureCache
 from sgeval.cli import main
@@ -132,7 +133,7 @@ def built_with(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         seen[detector] = weights_path
         return FakeExtractor()
 
-    monkeypatch.setattr(runner, "_build_extractor", build)
+    monkeypatch.setattr(helper_networks, "build_feature_extractor", build)
     return seen
 
 

@@ -105,9 +105,9 @@ def test_fid_takes_one_route_whatever_the_cache_and_the_other_metrics(tmp_path: 
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """FID comes from the float64 raw moments in every combination (before, FID beside KID without a cache used the
     two-pass covariance of the rows, 2e-8 relative apart on Inception features); a prefix count goes the same way."""
-    from sgeval import runner
+    from sgeval import helper_networks
 
-    monkeypatch.setattr(runner, "_build_extractor", lambda *args, **kwargs: _OffsetExtractor())
+    monkeypatch.setattr(helper_networks, "build_feature_extractor", lambda *args, **kwargs: _OffsetExtractor())
     G = TinyGenerator(seed=4)
     runs = [evaluate("fid50k_full", G, folders[1], num_gen=12, cache=False, progress=False),
             evaluate_many(["fid50k_full", "kid50k_full"], G, folders[1], num_gen=12, cache=False, progress=False)[0],
