@@ -49,162 +49,21 @@ from sgeval.featureset import FeatureSet
 from sgeval.metrics.registry import DEFAULT_MEMORY_MIB, ComputeOptions, get_metric
 from sgeval.protocols import Protocol, resolve_protocol
 from sgeval.results import MetricResult, append_result
+from sgeval.sources.sides import (
+    DataNotGivenError,
+    EvaluatedNetwork,
+    RealSides,
+    mixed_network,
+    network_file_of,
+    open_evaluated_network,
+    open_reals,
+    recorded_training_set,
+    snapshot_metadata_of,
+)
 
 __all__ = ["DataNotGivenError", "capture_for_cache", "evaluate", "evaluate_many", "open_cache"]
 
 PathLike = str | os.PathLike[str]
-
-
-class DataNotGivenError(ValueError):
-    """No real data was given and the network records no training set."""
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Sources
-
-
-@dataclasses.dataclass
-class _Network:
-    """The generated side: its source and what results say about it."""
-
-    source: Any  # ImageSource
-    snapshot: Path | None  # the sgmodels snapshot file, when the source is one
-    metadata: dict[str, Any]  # snapshot metadata ({} otherwise)
-    labels: dict[str, Any] | None = None  # how a conditional generator's labels were chosen (recorded in results)
-
-
-def _snapshot_path(network: Any) -> Path | None:
-    """The network file (an sgmodels snapshot or an imported official / rosinality checkpoint) when `network` names
-    one, else None (statistics files are refused here)."""
-    from sgeval.sources.sgmodels_adapter import is_network_file
-
-    if not isinstance(network, (str, os.PathLike)):
-        return None
-    path = Path(network).expanduser()
-    if path.suffix.lower() == ".npz":
-        raise ValueError(f"{path}: statistics files can only be the reference (--data), not the evaluated source")
-    return path if is_network_file(path) else None
-
-
-def _open_network(network: Any, device: str, snapshot: Path | None, metadata: dict[str, Any],
-                  reals: _RealSides, network_key: str | None = None) -> _Network:
-    """A generated-image source for a network file, an image folder / zip, a generator object or an ImageSource.
-
-    A conditional generator (c_dim > 0: read from the file's description before loading, or the object's attribute)
-    gets the labels of the reference dataset as its label pool, as the official metrics do. `network_key` chooses
-    the generator of a network file (None: G_ema when present, else G).
-    """
-    from sgeval.sources import GeneratorSource, ImageSource, StatisticsSource, open_source
-    from sgeval.sources.sgmodels_adapter import load_sgmodels_source, snapshot_c_dim
-
-    if snapshot is not None:
-        pool, record = _reference_labels(reals, snapshot_c_dim(snapshot, network_key), f"snapshot {snapshot}")
-        source = load_sgmodels_source(snapshot, device=device, labels=pool, network_key=network_key)
-        return _Network(source, snapshot, metadata, record)
-    if network_key is not None:
-        raise ValueError(f"network_key={network_key!r} chooses a network of a network file; the evaluated source is "
-                         f"not one")
-    if isinstance(network, (str, os.PathLike)):
-        return _Network(open_source(Path(network).expanduser()), None, {})
-    if isinstance(network, StatisticsSource):
-        raise TypeError("statistics can only be the reference side (data), not the evaluated source")
-    if isinstance(network, GeneratorSource):  # labels (or class) chosen by the caller when it was built
-        given = None if network.c_dim == 0 else {"sampled_from": "caller", **network.sampling_args()}
-        return _Network(network, None, {}, given)
-    if isinstance(network, ImageSource):
-        return _Network(network, None, {})
-    c_dim = getattr(network, "c_dim", 0)
-    c_dim = int(c_dim) if isinstance(c_dim, (int, float)) else 0  # a non-generator fails in GeneratorSource below
-    pool, record = _reference_labels(reals, c_dim, type(network).__name__)
-    return _Network(GeneratorSource(network, labels=pool), None, {}, record)  # TypeError when not a generator
-
-
-def _reference_labels(reals: _RealSides, c_dim: int, what: str) -> tuple[Any, dict[str, Any] | None]:
-    """(label pool, record) for a generator with `c_dim` labels: the reference dataset's labels; (None, None) when
-    unconditional. The pool is every item's label (not only the first num_real), unmirrored when the runner opens
-    the data itself; mirroring duplicates labels, so the sampled distribution is the same either way.
-
-    Raises:
-        ValueError: the generator is conditional but the reference has no labels (statistics file, no dataset.json,
-            or "labels": null); labels that do not fit c_dim are refused by GeneratorSource.
-    """
-    if c_dim <= 0:
-        return None, None
-    reference = reals.get(False)
-    where = reference.describe().get("path", type(reference).__name__)
-    hint = ("pass the labelled training set (an image folder or dataset .zip with dataset.json labels) as the "
-            "reference (--data): each generated image is conditioned on the label of a random real item")
-    if getattr(reference, "kind", None) == "statistics":
-        raise ValueError(f"{what} is class-conditional (c_dim = {c_dim}) but the reference {where} is a statistics "
-                         f"file, which holds no labels; {hint}")
-    labels = getattr(reference, "labels", None)
-    if labels is None:
-        raise ValueError(f"{what} is class-conditional (c_dim = {c_dim}) but the reference {where} has no labels "
-                         f"(no dataset.json, or its labels are null); {hint}")
-    record = {"sampled_from": "reference", "reference": str(where), "num_labels": int(labels.shape[0]),
-              "c_dim": int(c_dim)}
-    return labels, record
-
-
-def _recorded_training_set(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The snapshot's `training_set` metadata as a dict ({} when absent; a bare path becomes {"path": ...})."""
-    recorded = metadata.get("training_set")
-    if isinstance(recorded, (str, os.PathLike)):
-        return {"path": str(recorded)}
-    return dict(recorded) if isinstance(recorded, Mapping) else {}
-
-
-def _data_location(data: Any, snapshot: Path | None, metadata: Mapping[str, Any]) -> Any:
-    """The reference: `data` when given, else the training set recorded in the snapshot (DataNotGivenError if none)."""
-    if data is not None:
-        return data
-    recorded = _recorded_training_set(metadata).get("path")
-    if recorded:
-        return recorded
-    what = f"snapshot {snapshot}" if snapshot else "the evaluated source"
-    raise DataNotGivenError(f"no real data: {what} records no training set; pass the reference images or statistics "
-                            "with --data (an image folder, a dataset .zip or a statistics .npz)")
-
-
-def _open_reals(data: Any, snapshot: Path | None, metadata: Mapping[str, Any], protocols: list[Protocol]) -> _RealSides:
-    """The reference sides; without data, protocols of the generated side only (is50k) run without one."""
-    try:
-        return _RealSides(_data_location(data, snapshot, metadata))
-    except DataNotGivenError as missing:
-        if any(get_metric(protocol.metric).uses_reals for protocol in protocols):
-            raise
-        return _RealSides(None, missing)
-
-
-def _snapshot_metadata(snapshot: Path) -> dict[str, Any]:
-    from sgeval.sources.sgmodels_adapter import snapshot_metadata
-
-    return snapshot_metadata(snapshot)
-
-
-class _RealSides:
-    """Real-image sources opened on demand, one per x-flip setting (sources cache their fingerprints)."""
-
-    def __init__(self, location: Any, missing: DataNotGivenError | None = None) -> None:
-        self.location = location  # None only with `missing`: no reference, and only generated-side metrics asked
-        self.missing = missing  # raised when reals are needed after all (labels of a conditional generator)
-        self._opened: dict[bool, Any] = {}
-
-    def get(self, xflip: bool) -> Any:
-        from sgeval.sources import ImageSource, StatisticsSource, open_source
-
-        if self.location is None and self.missing is not None:
-            raise self.missing
-        if not isinstance(self.location, (str, os.PathLike)):
-            if not isinstance(self.location, (ImageSource, StatisticsSource)):
-                raise TypeError(f"data must be a path, an ImageSource or a StatisticsSource, got "
-                                f"{type(self.location).__name__}")
-            return self.location  # a given source is used as it is (its own x-flip setting)
-        if xflip not in self._opened:
-            path = Path(self.location).expanduser()
-            is_images = path.is_dir() or path.suffix.lower() == ".zip"
-            self._opened[xflip] = open_source(path, xflip=xflip) if is_images else open_source(path)
-        return self._opened[xflip]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -391,12 +250,12 @@ def evaluate_many(
     options = _RunOptions(seed=int(seed), device=str(device), batch_size=int(batch_size), cache=open_cache(cache),
                           progress=progress, classifiers=classifiers, precision=precision,
                           memory_mib=DEFAULT_MEMORY_MIB if memory_mib is None else float(memory_mib))
-    snapshot = _snapshot_path(network_or_source)
-    metadata = {} if snapshot is None else _snapshot_metadata(snapshot)
-    reals = _open_reals(data, snapshot, metadata, resolved)
-    network = _open_network(network_or_source, options.device, snapshot, metadata, reals, network_key)
+    snapshot = network_file_of(network_or_source)
+    metadata = {} if snapshot is None else snapshot_metadata_of(snapshot)
+    reals = open_reals(data, snapshot, metadata, resolved)
+    network = open_evaluated_network(network_or_source, options.device, snapshot, metadata, reals, network_key)
     if data_xflip is None:
-        data_xflip = bool(_recorded_training_set(metadata).get("xflip", False))
+        data_xflip = bool(recorded_training_set(metadata).get("xflip", False))
     features = [protocol for protocol in resolved if protocol.kind == "feature"]
     # resolve_protocol rejects feature protocols without a detector; the filter only tells the type checker
     detectors = {protocol.detector for protocol in features if protocol.detector is not None}
@@ -451,8 +310,8 @@ def evaluate(
 # Internals of evaluate_many
 
 
-def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, reals: _RealSides, data_xflip: bool,
-                    options: _RunOptions) -> list[MetricResult]:
+def _evaluate_group(group: list[Protocol], extractor: Any, network: EvaluatedNetwork, reals: RealSides,
+                    data_xflip: bool, options: _RunOptions) -> list[MetricResult]:
     """Extract each side once for all protocols of one detector, then run every metric (results in group order).
 
     Each mixing of the generated images (`Protocol.mix_latents`) is its own generated source; the reals are shared.
@@ -480,7 +339,7 @@ def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, re
         plan.append((protocol, xflip, gen_count, real_count))
     for request in [*gen_requests.values(), *real_requests.values()]:  # errors before any extraction
         _check_rows_fit(request, int(extractor.feature_dim), group)
-    networks = {mix: _mixed_network(network, mix) for mix in gen_requests}
+    networks = {mix: mixed_network(network, mix) for mix in gen_requests}
     generated = {mix: _extract(networks[mix].source, extractor, request, options)
                  for mix, request in gen_requests.items()}
     real_sets = {xflip: _extract(reals.get(xflip), extractor, request, options)
@@ -495,22 +354,6 @@ def _evaluate_group(group: list[Protocol], extractor: Any, network: _Network, re
         out.append(_run_metric(protocol, mixed.prefix(gen_count), real_set, extractor, networks[protocol.mix_latents],
                                None if flip is None else reals.get(flip), (mixed, real), options))
     return out
-
-
-def _mixed_network(network: _Network, mix_latents: int) -> _Network:
-    """The generated side with `mix_latents` latents mixed per image (itself for 1); only generators can mix.
-
-    Raises:
-        ValueError: the source is not a generator (an image folder), has no mapping network, or K > num_ws.
-    """
-    if mix_latents == 1:
-        return network
-    with_mixing = getattr(network.source, "with_mixing", None)
-    if with_mixing is None:
-        what = network.source.describe().get("path", type(network.source).__name__)
-        raise ValueError(f"mixing {mix_latents} latents per image needs a generator with a mapping network; the "
-                         f"evaluated source {what} holds fixed images")
-    return dataclasses.replace(network, source=with_mixing(mix_latents))
 
 
 def _honest_protocol(protocol: Protocol, num_gen: int | None) -> Protocol:
@@ -533,7 +376,7 @@ def _with_precision(protocol: Protocol, precision: str) -> Protocol:
     return dataclasses.replace(protocol, name=f"{protocol.name}+{precision}", base=protocol.base_name, official=False)
 
 
-def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, extractor: Any, network: _Network,
+def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, extractor: Any, network: EvaluatedNetwork,
                 real_source: Any, extractions: tuple[_Extracted, _Extracted | None],
                 options: _RunOptions) -> MetricResult:
     """One metric on extracted features -> its MetricResult (`real` None for metrics of the generated side only)."""
@@ -575,7 +418,7 @@ def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, ex
     )
 
 
-def _evaluate_generator_metric(protocol: Protocol, network: _Network, options: _RunOptions,
+def _evaluate_generator_metric(protocol: Protocol, network: EvaluatedNetwork, options: _RunOptions,
                                helpers: dict[str, Any]) -> MetricResult:
     """A generator-space protocol: the sampler stage (cached like features), then the metric's pure reduction, with
     the helper networks of `helper_networks.build_sampler_networks`."""
@@ -621,7 +464,7 @@ class ResultWriteWarning(UserWarning):
     """The results could not be appended to the run directory; they are still returned (and printed by the CLI)."""
 
 
-def _append_results(run_dir: PathLike | bool | None, network: _Network, results: list[MetricResult]) -> None:
+def _append_results(run_dir: PathLike | bool | None, network: EvaluatedNetwork, results: list[MetricResult]) -> None:
     """Append one JSONL line per result to the run directory (sweeping temp files that a killed writer left there).
 
     A folder that cannot be written (read-only, full disk) must not throw away finished work: it warns, naming the
@@ -641,7 +484,7 @@ def _append_results(run_dir: PathLike | bool | None, network: _Network, results:
                       "run_dir=False writes nothing).", ResultWriteWarning, stacklevel=3)
 
 
-def _run_dir(run_dir: PathLike | bool | None, network: _Network) -> Path | None:
+def _run_dir(run_dir: PathLike | bool | None, network: EvaluatedNetwork) -> Path | None:
     """Where results go: the given folder, the run directory of a training snapshot, or nowhere."""
     if run_dir is False:
         return None
