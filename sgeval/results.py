@@ -26,20 +26,24 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sgeval.atomic import append_line
+from sgeval.atomic import append_line, sweep_stale_temp_files
 from sgmodels.untrusted import load_json
 
 __all__ = [
     "RECORD_FORMAT",
     "CorruptResultLineWarning",
     "MetricResult",
+    "ResultWriteWarning",
     "append_result",
     "collect_versions",
     "format_duration",
     "iter_results",
     "kimg_from_snapshot_name",
+    "process_count",
     "read_results",
+    "record_results",
     "result_path",
+    "results_folder",
 ]
 
 RECORD_FORMAT = "sgeval.metric_result/1"  # bump when a field changes meaning
@@ -310,3 +314,43 @@ def read_results(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return [result for _, result in iter_results(paths)]
+
+
+class ResultWriteWarning(UserWarning):
+    """The results could not be appended to the run directory; they are still returned (and printed by the CLI)."""
+
+
+def results_folder(run_dir: str | os.PathLike[str] | bool | None, snapshot: Path | None,
+                   metadata: Mapping[str, Any]) -> Path | None:
+    """Where results go: the given folder, the run directory of a training snapshot (its metadata records `kimg` or
+    `training_options`), or nowhere (run_dir False, or any other source)."""
+    if run_dir is False:
+        return None
+    if run_dir is not None and run_dir is not True:
+        return Path(run_dir).expanduser()
+    if snapshot is not None and ("kimg" in metadata or "training_options" in metadata):
+        return snapshot.parent
+    if run_dir is True:
+        raise ValueError("run_dir=True needs a training snapshot (its folder is the run directory)")
+    return None
+
+
+def record_results(run_dir: str | os.PathLike[str] | bool | None, snapshot: Path | None, metadata: Mapping[str, Any],
+                   results: Iterable[MetricResult]) -> None:
+    """Append one JSONL line per result to `results_folder(...)` (sweeping temp files a killed writer left there).
+
+    A folder that cannot be written (read-only, full disk) must not throw away finished work: it warns, naming the
+    folder and what to do, and the caller still returns the results.
+    """
+    target = results_folder(run_dir, snapshot, metadata)
+    if target is None:
+        return
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temp_files(target)
+        for result in results:
+            append_result(target, result)
+    except OSError as exc:
+        warnings.warn(f"could not write the results to {target} ({exc.strerror or exc}); they are returned and "
+                      "printed but not recorded there. Give a writable folder with --run-dir (run_dir= in Python; "
+                      "run_dir=False writes nothing).", ResultWriteWarning, stacklevel=3)

@@ -37,18 +37,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, overload
 
 from sgeval import helper_networks
-from sgeval.atomic import sweep_stale_temp_files
 from sgeval.cache import FeatureCache
 from sgeval.featureset import FeatureSet
 from sgeval.metrics.registry import DEFAULT_MEMORY_MIB, ComputeOptions, get_metric
 from sgeval.protocols import Protocol, resolve_protocol
-from sgeval.results import MetricResult, append_result
+from sgeval.results import MetricResult, record_results
 from sgeval.sources.sides import (
     DataNotGivenError,
     EvaluatedNetwork,
@@ -275,10 +272,10 @@ def evaluate_many(
                                             reals, data_xflip, options)
             results.update(zip([index for index, _protocol in group], group_results, strict=True))
     except BaseException:  # a later metric failed (or Ctrl-C): the finished ones are still recorded
-        _append_results(run_dir, network, [results[index] for index in sorted(results)])
+        record_results(run_dir, network.snapshot, network.metadata, [results[index] for index in sorted(results)])
         raise
     ordered = [results[index] for index in range(len(resolved))]
-    _append_results(run_dir, network, ordered)
+    record_results(run_dir, network.snapshot, network.metadata, ordered)
     return ordered
 
 
@@ -458,41 +455,3 @@ def _torch_device(device: str) -> Any:
     import torch
 
     return torch.device(device)
-
-
-class ResultWriteWarning(UserWarning):
-    """The results could not be appended to the run directory; they are still returned (and printed by the CLI)."""
-
-
-def _append_results(run_dir: PathLike | bool | None, network: EvaluatedNetwork, results: list[MetricResult]) -> None:
-    """Append one JSONL line per result to the run directory (sweeping temp files that a killed writer left there).
-
-    A folder that cannot be written (read-only, full disk) must not throw away finished work: it warns, naming the
-    folder and what to do, and the caller still returns the results.
-    """
-    target = _run_dir(run_dir, network)
-    if target is None:
-        return
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        sweep_stale_temp_files(target)
-        for result in results:
-            append_result(target, result)
-    except OSError as exc:
-        warnings.warn(f"could not write the results to {target} ({exc.strerror or exc}); they are returned and "
-                      "printed but not recorded there. Give a writable folder with --run-dir (run_dir= in Python; "
-                      "run_dir=False writes nothing).", ResultWriteWarning, stacklevel=3)
-
-
-def _run_dir(run_dir: PathLike | bool | None, network: EvaluatedNetwork) -> Path | None:
-    """Where results go: the given folder, the run directory of a training snapshot, or nowhere."""
-    if run_dir is False:
-        return None
-    if run_dir is not None and run_dir is not True:
-        return Path(run_dir).expanduser()
-    if network.snapshot is not None and ("kimg" in network.metadata or "training_options" in network.metadata):
-        return network.snapshot.parent
-    if run_dir is True:
-        raise ValueError("run_dir=True needs a training snapshot (its folder is the run directory)")
-    return None
-

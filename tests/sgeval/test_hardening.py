@@ -20,7 +20,8 @@ from sgeval import runner
 from sgeval.cache import CacheWriteWarning, FeatureCache
 from sgeval.cli import main
 from sgeval.featureset import FeatureSet
-from sgeval.runner import ResultWriteWarning, evaluate
+from sgeval.results import ResultWriteWarning
+from sgeval.runner import evaluate
 from sgmodels.fileio import stale_temp_files, sweep_stale_temp_files
 
 from .conftest import FakeExtractor, random_images, write_folder, write_zip
