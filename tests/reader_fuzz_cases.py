@@ -427,7 +427,8 @@ def npy_header_variants(array: Any) -> Iterator[tuple[str, str]]:
         yield f"header {bad[:40]}", bad
 
 
-def npz_from(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
+def zip_of(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
+    """The bytes of a zip holding `members` (an `.npz` is a zip of `.npy` members)."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression) as archive:
         for name, payload in members.items():
@@ -876,11 +877,7 @@ def dataset_zip_family(writer: Writer, rng: random.Random) -> tuple[Callable[[],
     images = _dataset_images()
 
     def zipped(files: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", compression) as archive:
-            for name, payload in files.items():
-                archive.writestr(name, payload)
-        return out.getvalue()
+        return zip_of(files, compression)
 
     def build() -> None:
         pass
@@ -1018,20 +1015,20 @@ def stats_family(writer: Writer, rng: random.Random) -> tuple[Callable[[], None]
         for member in ("mu.npy", "sigma.npy"):
             array = mu if member == "mu.npy" else sigma
             for name, header in npy_header_variants(array):
-                yield from _file_cases(writer, iter([(f"{member} {name}", npz_from(
+                yield from _file_cases(writer, iter([(f"{member} {name}", zip_of(
                     {**members, member: npy_bytes(array, header)}), None)]), ".npz", read)
             payload = members[member]
             header_end = 10 + struct.unpack_from("<H", payload, 8)[0]
             for cut in (3, 6, 8, 9, 10, header_end // 2, header_end - 1, header_end, header_end + 8, len(payload) - 1):
-                yield from _file_cases(writer, iter([(f"{member} cut at {cut}", npz_from(
+                yield from _file_cases(writer, iter([(f"{member} cut at {cut}", zip_of(
                     {**members, member: payload[:cut]}), None)]), ".npz", read)
             for size in (len(payload) * 4, 2**16 - 1):
-                yield from _file_cases(writer, iter([(f"{member} header length {size}", npz_from(
+                yield from _file_cases(writer, iter([(f"{member} header length {size}", zip_of(
                     {**members, member: patch(payload, 8, "<H", min(size, 2**16 - 1))}), None)]), ".npz", read)
-            yield from _file_cases(writer, iter([(f"{member} version 2 header length 2^32-1", npz_from(
+            yield from _file_cases(writer, iter([(f"{member} version 2 header length 2^32-1", zip_of(
                 {**members, member: b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**32 - 1) + payload[10:]}), None)]),
                 ".npz", read)
-            yield from _file_cases(writer, iter([(f"{member} bad magic", npz_from(
+            yield from _file_cases(writer, iter([(f"{member} bad magic", zip_of(
                 {**members, member: b"\x93NUMPX" + payload[6:]}), None)]), ".npz", read)
         for name, layout in (("mu only", {"mu.npy": members["mu.npy"]}),
                              ("sigma [D]", {"mu.npy": members["mu.npy"], "sigma.npy": npy_bytes(mu)}),
@@ -1049,12 +1046,12 @@ def stats_family(writer: Writer, rng: random.Random) -> tuple[Callable[[], None]
                                                 "sigma.npy": npy_bytes(sigma.astype(complex))}),
                              ("a directory entry", {"mu.npy": members["mu.npy"], "sigma.npy": members["sigma.npy"],
                                                     "dir/": b""})):
-            yield from _file_cases(writer, iter([(f"layout: {name}", npz_from(layout), None)]), ".npz", read)
+            yield from _file_cases(writer, iter([(f"layout: {name}", zip_of(layout), None)]), ".npz", read)
         provenance = json.loads(str(np.load(io.BytesIO(ref))["sgeval_provenance"]))
         for name, text, ok in json_document_cases(provenance, lambda t: t, (), "provenance",
                                                   lambda p: "free-form provenance" if p[0] != "format" else None,
                                                   rng, wrong_per_path=2):
-            npz = npz_from({**members, "sgeval_provenance.npy": npy_bytes(np.array(text))})
+            npz = zip_of({**members, "sgeval_provenance.npy": npy_bytes(np.array(text))})
             yield from _file_cases(writer, iter([(name, npz, ok)]), ".npz", read)
         own_npz, sidecar = base["own"]
         sidecar_text = json.dumps(sidecar)

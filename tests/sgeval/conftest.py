@@ -158,3 +158,16 @@ def extractor(monkeypatch: pytest.MonkeyPatch) -> CountingExtractor:
     fake = CountingExtractor()
     monkeypatch.setattr(helper_networks, "build_feature_extractor", lambda *args, **kwargs: fake)
     return fake
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> Path:
+    """A tiny random StyleGAN2 training snapshot in `run/` whose metadata records a 10-image 16x16 training zip."""
+    from sgmodels.presets import build_networks
+    from sgmodels.snapshot import save_snapshot
+
+    data = write_zip(tmp_path / "train.zip", random_images(10, 16, seed=7))
+    torch.manual_seed(0)
+    G, _D, _ = build_networks("stylegan2", "cpu16", channel_base=64, channel_max=8, z_dim=8, w_dim=8, map_layers=1)
+    return save_snapshot(tmp_path / "run" / "network-snapshot-000002.safetensors", {"G_ema": G},
+                         metadata={"kimg": 2.0, "training_set": {"path": str(data), "resolution": 16, "xflip": False}})

@@ -24,7 +24,7 @@ from sgeval.results import ResultWriteWarning
 from sgeval.runner import evaluate
 from sgmodels.fileio import stale_temp_files, sweep_stale_temp_files
 
-from .conftest import FakeExtractor, random_images, write_folder, write_zip
+from .conftest import FakeExtractor, random_images, write_folder
 
 DEAD_PID = 2**22 + 12345  # above the kernel's pid_max default ceiling (2^22): never a running process
 
@@ -46,21 +46,6 @@ def _stale_temp(folder: Path, target: str, pid: int = DEAD_PID, age_s: float = 3
     past = time.time() - age_s
     os.utime(path, (past, past))
     return path
-
-
-
-
-@pytest.fixture
-def snapshot(tmp_path: Path) -> Path:
-    """A tiny random StyleGAN2 training snapshot recording a 10-image training zip."""
-    from sgmodels.presets import build_networks
-    from sgmodels.snapshot import save_snapshot
-
-    data = write_zip(tmp_path / "train.zip", random_images(10, 16, seed=7))
-    torch.manual_seed(0)
-    G, _D, _ = build_networks("stylegan2", "cpu16", channel_base=64, channel_max=8, z_dim=8, w_dim=8, map_layers=1)
-    return save_snapshot(tmp_path / "run" / "network-snapshot-000002.safetensors", {"G_ema": G},
-                         metadata={"kimg": 2.0, "training_set": {"path": str(data), "resolution": 16}})
 
 
 # ------------------------------------------------------------------------------------------- unwritable folders

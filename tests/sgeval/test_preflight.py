@@ -8,14 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner, Result
 
 from sgeval.cli import main
 from sgeval.extract import _RankBatches
 from sgeval.protocols import MAX_SAMPLE_COUNT, get_protocol
-
-from .conftest import random_images, write_zip
 
 
 def _invoke(*args: object) -> Result:
@@ -28,19 +25,6 @@ def _assert_clean_failure(result: Result, *fragments: str) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
     for fragment in fragments:
         assert fragment in result.output, result.output
-
-
-@pytest.fixture
-def snapshot(tmp_path: Path) -> Path:
-    """A tiny random StyleGAN2 snapshot in a run folder whose metadata records a 10-image 16x16 training zip."""
-    from sgmodels.presets import build_networks
-    from sgmodels.snapshot import save_snapshot
-
-    data = write_zip(tmp_path / "train.zip", random_images(10, 16, seed=7))
-    torch.manual_seed(0)
-    G, _D, _ = build_networks("stylegan2", "cpu16", channel_base=64, channel_max=8, z_dim=8, w_dim=8, map_layers=1)
-    return save_snapshot(tmp_path / "run" / "network-snapshot-000002.safetensors", {"G_ema": G},
-                         metadata={"kimg": 2.0, "training_set": {"path": str(data), "resolution": 16, "xflip": False}})
 
 
 def test_one_inception_file_named_once_serves_fid_and_is(snapshot: Path, inception_weights_file: Path) -> None:
