@@ -1,6 +1,7 @@
 """Image helpers shared by the generation commands: float -> uint8 conversion, PNG files and image grids.
 
-uint8 NCHW is the only image currency between stages (design.md); generators output float NCHW in about [-1, 1].
+uint8 NCHW is the only image currency between stages (docs/architecture.md); generators output float NCHW in about
+[-1, 1].
 """
 
 from __future__ import annotations

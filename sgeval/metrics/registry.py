@@ -10,11 +10,17 @@ settings dataclass, and `ComputeOptions` (seed, device, block size: things that 
 sampling noise). Metrics of kind "generator" (PPL, linear separability, projection) are reductions of arrays
 produced by a sampler stage; they register here too, with their own call convention documented by the module that
 defines them.
+
+Adding a metric: write `sgeval/metrics/<name>.py` with its pure function under `@register_metric(...)` (found by
+`import_submodules`, listed nowhere else), and register its protocols in `sgeval/protocols.py`. A generator-space
+metric also needs its sampler module in `sgeval/samplers/` (`@register_sampler`, found the same way).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -26,6 +32,7 @@ __all__ = [
     "MetricSpec",
     "feature_matrix",
     "get_metric",
+    "import_submodules",
     "list_metrics",
     "register_metric",
 ]
@@ -116,9 +123,17 @@ def register_metric(
     return decorate
 
 
+def import_submodules(package: str) -> None:
+    """Import every module of `package` (once; Python caches them), so each registers what it defines: a new metric
+    or sampler module is found without being listed anywhere."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if not module.name.startswith("_") and module.name != "registry":
+            importlib.import_module(f"{package}.{module.name}")
+
+
 def _ensure_builtin_metrics() -> None:
-    """Import the modules that register the built-in metrics (lazily, so this module imports no torch)."""
-    from sgeval.metrics import fid, inception_score, kid, ppl, precision_recall, projection, separability  # noqa: F401
+    """Import the modules that register the built-in metrics (on first use, so this module imports no torch)."""
+    import_submodules("sgeval.metrics")
 
 
 def list_metrics() -> list[MetricSpec]:

@@ -2,7 +2,7 @@
 
 Feature metrics (FID, KID, P&R) see a generator only through its images. Generator-space metrics (perceptual path
 length, linear separability) need the generator itself: its mapping and synthesis networks, interpolated latents,
-its noise inputs. They are split in two (design.md):
+its noise inputs. They are split in two (docs/architecture.md):
 
 * a *sampler* (registered here under the metric's name) drives the generator and returns plain arrays, e.g. the
   PPL distances [N] or the separability latents, w and classifier logits;
@@ -78,7 +78,10 @@ def register_sampler(metric: str, *, version: int, networks: tuple[str, ...] = (
 
 
 def _ensure_builtin_samplers() -> None:
-    from sgeval.samplers import ppl, separability  # noqa: F401
+    """Import every sampler module of this package (each registers its sampler)."""
+    from sgeval.metrics.registry import import_submodules
+
+    import_submodules("sgeval.samplers")
 
 
 def get_sampler(metric: str) -> SamplerSpec:
