@@ -33,7 +33,7 @@ import torch
 from sgeval.cache import FeatureCache, cache_key
 from sgeval.features.base import FeatureExtractor
 from sgeval.featureset import FeatureSet
-from sgeval.sources.protocol import ImageSource
+from sgeval.sources.interfaces import ImageSource
 from sgeval.sources.stats import StatisticsSource
 from sgmodels.progress import progress_bar
 

@@ -21,8 +21,8 @@ import torch
 
 from sgmodels.finite import check_finite_images
 from sgmodels.images import to_uint8
+from sgmodels.interfaces import LatentGenerator, StyleGenerator, is_style_generator
 from sgmodels.mixing import mix_ws
-from sgmodels.protocols import LatentGenerator, StyleGenerator, is_style_generator
 from sgmodels.ranges import IntRanges
 
 NOISE_MODES = ("const", "random", "none")

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import torch
 
+from sgmodels.interfaces import GeneratorModule, SynthesisFn
 from sgmodels.mapping import MappingNetwork
 from sgmodels.misc import assert_shape
-from sgmodels.protocols import GeneratorModule, SynthesisFn
 from sgmodels.registry import register_network
 
 # synthesis name -> "module:class"; imported on first use.

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from sgmodels.interfaces import StyleGenerator
 from sgmodels.misc import assert_shape
-from sgmodels.protocols import StyleGenerator
 
 
 def mix_ws(ws_list: Sequence[torch.Tensor], crossovers: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from sgmodels.protocols import GeneratorModule, as_generator
+from sgmodels.interfaces import GeneratorModule, as_generator
 from sgmodels.registry import build_network
 
 ARCHS = ("stylegan2", "stylegan", "traditional")

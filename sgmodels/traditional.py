@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
+from sgmodels.interfaces import W_SPACE_ATTRIBUTES, GeneratorModule
 from sgmodels.mapping import MappingNetwork
-from sgmodels.protocols import W_SPACE_ATTRIBUTES, GeneratorModule
 from sgmodels.registry import register_network
 from sgmodels.stylegan1 import SynthesisNetwork
 

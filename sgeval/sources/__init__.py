@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sgeval.sources.protocol import ImageSource
+    from sgeval.sources.interfaces import ImageSource
     from sgeval.sources.stats import StatisticsSource
 
 # Exported lazily (PEP 562), as in `sgeval/__init__.py`: importing a light submodule, e.g. the sgmodels adapter that
@@ -24,10 +24,10 @@ _EXPORTS = {
     "CallableSource": "sgeval.sources.generator",
     "GeneratorSource": "sgeval.sources.generator",
     "ImageFolderSource": "sgeval.sources.images",
-    "ImageSource": "sgeval.sources.protocol",
-    "LatentGenerator": "sgeval.sources.protocol",
+    "ImageSource": "sgeval.sources.interfaces",
+    "LatentGenerator": "sgeval.sources.interfaces",
     "StatisticsSource": "sgeval.sources.stats",
-    "StyleGenerator": "sgeval.sources.protocol",
+    "StyleGenerator": "sgeval.sources.interfaces",
     "ZipImageSource": "sgeval.sources.images",
     "decode_image": "sgeval.sources.images",
     "float_to_uint8": "sgeval.sources.generator",

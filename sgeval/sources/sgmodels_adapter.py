@@ -203,7 +203,7 @@ def image_grid(images: torch.Tensor, cols: int | None = None) -> torch.Tensor:
 
 def is_style_generator(G: Any) -> bool:
     """Whether `G` has a W space (`mapping`, `synthesis`, `w_dim`, `num_ws`), as sgmodels decides it."""
-    from sgmodels.protocols import is_style_generator as check
+    from sgmodels.interfaces import is_style_generator as check
 
     return bool(check(G))
 

@@ -17,8 +17,8 @@ import click
 import torch
 
 from sgmodels.clierrors import cli_errors
+from sgmodels.interfaces import GeneratorModule, as_generator
 from sgmodels.presets import ARCHS, NETWORK_OVERRIDES, PRESETS, TRAINING_OVERRIDES, Override, build_networks
-from sgmodels.protocols import GeneratorModule, as_generator
 from sgmodels.ranges import IntRanges, parse_ranges
 
 F = Callable[..., Any]

@@ -15,7 +15,7 @@ import torch.utils.data
 from sgmodels.data.dataset import ImageDataset
 from sgmodels.data.sampler import InfiniteSampler
 from sgmodels.images import image_grid, save_png, to_uint8
-from sgmodels.protocols import LatentGenerator
+from sgmodels.interfaces import LatentGenerator
 from sgmodels.training.distributed import DistributedContext
 
 

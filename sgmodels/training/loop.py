@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import torch
 
 from sgmodels.fileio import check_writable_folder, sweep_stale_temp_files, write_or_keep
+from sgmodels.interfaces import GeneratorModule, is_style_generator
 from sgmodels.progressive import set_lod
-from sgmodels.protocols import GeneratorModule, is_style_generator
 from sgmodels.registry import describe_network
 from sgmodels.snapshot import load_snapshot, save_snapshot
 from sgmodels.training.data import BatchSource, TrainingImages

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sgmodels.interfaces import LatentGenerator, is_style_generator
 from sgmodels.mixing import mix_ws, random_crossovers
-from sgmodels.protocols import LatentGenerator, is_style_generator
 
 LOSS_KINDS = ("logistic", "wgangp")
 PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from sgmodels.data.dataset import ImageDataset
+from sgmodels.interfaces import GeneratorModule
 from sgmodels.presets import build_networks
 from sgmodels.progressive import set_lod
-from sgmodels.protocols import GeneratorModule
 from sgmodels.training.distributed import DistributedContext
 from sgmodels.training.losses import LossConfig
 from sgmodels.training.options import TrainOptions

@@ -263,7 +263,7 @@ def test_generator_protocol_checks() -> None:
 
     assert not is_style_generator(TinyGenerator())  # no W space: a latent-only generator
     with pytest.raises(TypeError, match="not runtime-checkable|@runtime_checkable"):
-        isinstance(TinyGenerator(), StyleGenerator)  # typing only (see sgeval.sources.protocol.LatentGenerator)
+        isinstance(TinyGenerator(), StyleGenerator)  # typing only (see sgeval.sources.interfaces.LatentGenerator)
     with pytest.raises(TypeError, match="missing"):
         GeneratorSource(torch.nn.Linear(2, 2))
 

@@ -1,4 +1,4 @@
-"""The typed generator interface (sgmodels.protocols): preset generators fit it; W space is told apart at run time."""
+"""The typed generator interface (sgmodels.interfaces): preset generators fit it; W space is told apart at run time."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import inspect
 import pytest
 import torch
 
+from sgmodels.interfaces import GeneratorModule, as_generator, is_style_generator
 from sgmodels.presets import ARCHS, build_networks
-from sgmodels.protocols import GeneratorModule, as_generator, is_style_generator
 from sgmodels.traditional import Generator as TraditionalGenerator
 
 LATENT_ATTRIBUTES = ("z_dim", "c_dim", "img_resolution", "img_channels")

@@ -1,4 +1,4 @@
-"""The seam between sgeval and everything that produces images: sources and the generator protocol.
+"""The seam between sgeval and everything that produces images: the image-source and generator interfaces.
 
 An `ImageSource` hands out uint8 image batches [B, C, H, W] by item index (C = 1 or 3, native to the data; the
 extraction loop repeats a single channel for 3-channel extractors). Random access by index is what makes results
