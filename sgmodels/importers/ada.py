@@ -43,10 +43,10 @@ from sgmodels.importers.registry import (
     CheckpointFormatError,
     ImportedCheckpoint,
     ImportedNetwork,
+    is_pickle,
     json_ready,
     register_importer,
 )
-from sgmodels.importers.registry import _detect_ada as detect_ada_pickle
 from sgmodels.importers.unpickle import (
     NUMPY_GLOBALS,
     SAFE_CONTAINER_GLOBALS,
@@ -266,6 +266,11 @@ def _metadata(data: Mapping[str, Any]) -> dict[str, Any]:
     if others:
         metadata["other_entries"] = others
     return metadata
+
+
+def detect_ada_pickle(path: Path, head: bytes) -> bool:
+    """A pickle whose first bytes name the official persistent-class reconstructor (never unpickles)."""
+    return is_pickle(head) and b"_reconstruct_persistent_obj" in head and b"torch_utils.persistence" in head
 
 
 register_importer(FORMAT, detect_ada_pickle, load_ada_pickle)

@@ -6,7 +6,8 @@ module itself: `sgmodels.importers.build_imported_network` validates the descrip
 compares every stored shape and dtype, and only then allocates (the same checks as snapshots, so an untrusted file
 cannot ask for unbounded memory).
 
-Registering a format (the slot of the TF pickle importer, module `sgmodels.importers.tf_pickle`)::
+Adding a format is one module: its detector, its loader and the registration, e.g. (the TF pickle importer,
+`sgmodels.importers.tf_pickle`)::
 
     from sgmodels.importers.registry import ImportedCheckpoint, register_importer
 
@@ -14,9 +15,9 @@ Registering a format (the slot of the TF pickle importer, module `sgmodels.impor
     def load(path: Path) -> ImportedCheckpoint: ...             # networks named "G", "D", "G_ema"
     register_importer("tf-pickle", detect, load)                # at import time of the module
 
-`_IMPORTER_MODULES` names the module that registers each built-in format; it is imported on first use, so a format's
-dependencies load only when a file of that format is opened. Until its module registers a detector, a format is
-recognised by the byte signature in `_SIGNATURES` (so `detect_checkpoint_format` can already name a TF pickle).
+`_IMPORTER_MODULES` names the module that registers each built-in format (a new built-in format adds its line
+there); `detect_checkpoint_format` imports them all and asks each format's own detector, so one format has one
+detector (`is_pickle` and `zip_pickle_strings` are the byte peeks they share; nothing is ever unpickled to detect).
 """
 
 from __future__ import annotations
@@ -128,18 +129,23 @@ def registered_formats() -> list[str]:
     return sorted(set(_IMPORTERS) | set(_IMPORTER_MODULES))
 
 
-def get_importer(format_name: str) -> Importer:
-    """The importer of a format, importing its module on first use.
-
-    Raises:
-        CheckpointFormatError: no importer is available for the format (e.g. its module is not installed).
-    """
+def _load_importer_module(format_name: str) -> None:
+    """Import the built-in module that registers `format_name` (once; a module that is not installed is skipped)."""
     if format_name not in _IMPORTERS and format_name in _IMPORTER_MODULES:
         try:
             importlib.import_module(_IMPORTER_MODULES[format_name])
         except ModuleNotFoundError as exc:
             if exc.name != _IMPORTER_MODULES[format_name]:
                 raise
+
+
+def get_importer(format_name: str) -> Importer:
+    """The importer of a format, importing its module on first use.
+
+    Raises:
+        CheckpointFormatError: no importer is available for the format (e.g. its module is not installed).
+    """
+    _load_importer_module(format_name)
     if format_name not in _IMPORTERS:
         raise CheckpointFormatError(f"no importer is available for {format_name} checkpoints in this version of "
                                     "sgmodels")
@@ -150,7 +156,7 @@ def get_importer(format_name: str) -> Importer:
 # Detection: magic bytes and a peek that never unpickles.
 
 
-def _is_pickle(head: bytes) -> bool:
+def is_pickle(head: bytes) -> bool:
     """Pickle protocol >= 2 starts with PROTO (0x80); protocols 0/1 with a container or global opcode."""
     return head[:1] == b"\x80" or head[:1] in (b"(", b"}", b"]", b"c")
 
@@ -161,7 +167,7 @@ def _looks_like_safetensors(head: bytes) -> bool:
     return 0 < int.from_bytes(head[:8], "little") < 100_000_000
 
 
-def _zip_pickle_strings(path: Path) -> bytes:
+def zip_pickle_strings(path: Path) -> bytes:
     """The `data.pkl` record of a torch zip checkpoint (read as bytes, never unpickled), or b"" if none."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -172,30 +178,6 @@ def _zip_pickle_strings(path: Path) -> bytes:
                 return record.read(PEEK_BYTES)
     except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError):  # unknown zip version, bad member name
         return b""
-
-
-def _detect_ada(path: Path, head: bytes) -> bool:
-    return _is_pickle(head) and b"_reconstruct_persistent_obj" in head and b"torch_utils.persistence" in head
-
-
-def _detect_tf(path: Path, head: bytes) -> bool:
-    return _is_pickle(head) and b"dnnlib.tflib.network" in head
-
-
-def _detect_rosinality(path: Path, head: bytes) -> bool:
-    """A torch zip checkpoint whose pickle names rosinality's generator keys (g_ema / g with style.1.weight)."""
-    if head[:4] != b"PK\x03\x04":
-        return False
-    strings = _zip_pickle_strings(path)
-    stylegan2 = b"style.1.weight" in strings and b"input.input" in strings
-    return stylegan2 or b"g_running" in strings  # g_running: his StyleGAN v1 layout (refused with a clear error)
-
-
-_SIGNATURES: dict[str, Detector] = {
-    "ada-pickle": _detect_ada,
-    "tf-pickle": _detect_tf,
-    "rosinality": _detect_rosinality,
-}
 
 
 def detect_checkpoint_format(path: str | Path) -> str:
@@ -213,8 +195,9 @@ def detect_checkpoint_format(path: str | Path) -> str:
     head = peek_bytes(path, PEEK_BYTES)
     if _looks_like_safetensors(head):
         return "sgmodels"
-    detectors = {**_SIGNATURES, **{name: importer.detect for name, importer in _IMPORTERS.items()}}
-    for name, detect in detectors.items():
-        if detect(path, head):
+    for name in sorted(_IMPORTER_MODULES):  # each format's detector lives in its module: load them all first
+        _load_importer_module(name)
+    for name, importer in sorted(_IMPORTERS.items()):
+        if importer.detect(path, head):
             return name
     return "unknown"

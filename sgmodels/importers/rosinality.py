@@ -64,8 +64,8 @@ from sgmodels.importers.registry import (
     ImportedNetwork,
     json_ready,
     register_importer,
+    zip_pickle_strings,
 )
-from sgmodels.importers.registry import _detect_rosinality as detect_rosinality
 from sgmodels.importers.unpickle import UnsafePickleError, torch_refusal
 
 FORMAT = "rosinality"
@@ -309,6 +309,15 @@ def _check_before_estimating(description: dict[str, Any], mapped: Mapping[str, t
     specs = {key: (tuple(tensor.shape), tensor.dtype) for key, tensor in mapped.items()}
     specs["mapping.w_avg"] = ((int(description["init_kwargs"]["w_dim"]),), torch.float32)
     check_stored_tensors(description, specs, where, optional=DERIVED_BUFFERS)
+
+
+def detect_rosinality(path: Path, head: bytes) -> bool:
+    """A torch zip checkpoint whose pickle names rosinality's generator keys (g_ema / g with style.1.weight)."""
+    if head[:4] != b"PK\x03\x04":
+        return False
+    strings = zip_pickle_strings(path)
+    stylegan2 = b"style.1.weight" in strings and b"input.input" in strings
+    return stylegan2 or b"g_running" in strings  # g_running: his StyleGAN v1 layout (refused with a clear error)
 
 
 register_importer(FORMAT, detect_rosinality, load_rosinality)

@@ -52,6 +52,7 @@ from sgmodels.importers.registry import (
     CheckpointFormatError,
     ImportedCheckpoint,
     ImportedNetwork,
+    is_pickle,
     register_importer,
 )
 from sgmodels.importers.unpickle import NUMPY_GLOBALS, SAFE_CONTAINER_GLOBALS, restricted_load
@@ -530,8 +531,8 @@ def import_tf_discriminator(path: str | Path) -> ImportedNetwork:
 
 
 def detect_tf_pickle(path: Path, head: bytes) -> bool:
-    """A pickle whose first bytes name the dnnlib Network class (never unpickles)."""
-    return head[:1] == b"\x80" and b"dnnlib.tflib.network" in head
+    """A pickle (any protocol) whose first bytes name the dnnlib Network class (never unpickles)."""
+    return is_pickle(head) and b"dnnlib.tflib.network" in head
 
 
 register_importer(FORMAT_NAME, detect_tf_pickle, import_tf_pickle)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -151,6 +153,18 @@ def test_detect_checkpoint_format(tmp_path: Path, ada_pickle: Path, networks: di
         detect_checkpoint_format(tmp_path / "absent.pkl")
     with pytest.raises(CheckpointFormatError, match="not a network file sgmodels can read"):
         load_network_file(plain)
+
+
+def test_one_detector_per_format_whatever_was_imported_before(tmp_path: Path) -> None:
+    """A TF pickle of any protocol (0/1 start with a GLOBAL opcode, 2+ with PROTO) is named the same in a fresh
+    interpreter, before the TF importer module is loaded (there used to be two TF detectors that disagreed)."""
+    for protocol, head in ((0, b"cdnnlib.tflib.network\nNetwork\n"), (2, b"\x80\x02cdnnlib.tflib.network\nNetwork\n")):
+        path = tmp_path / f"tf{protocol}.pkl"
+        path.write_bytes(head + b"q\x00)\x81q\x01}q\x02b.")
+        code = ("import sys; from sgmodels.importers.registry import detect_checkpoint_format; "
+                f"print(detect_checkpoint_format({str(path)!r}))")
+        fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert fresh.stdout.strip() == "tf-pickle" == detect_checkpoint_format(path), (protocol, fresh.stderr)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
