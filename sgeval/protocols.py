@@ -33,7 +33,7 @@ from sgeval.metrics.kid import KIDSettings
 from sgeval.metrics.registry import MetricKind, get_metric
 
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol", "list_protocols", "parse_count", "register_protocol",
-           "resolve_protocol"]
+           "resolve_protocol", "with_option"]
 
 RealFlip = Literal["off", "dataset"]
 # The most samples a protocol may ask for: a billion images is about a day of Inception features on a fast GPU and
@@ -212,7 +212,7 @@ def resolve_protocol(protocol: str | Protocol, num_gen: int | None = None, num_r
     if resolved.kind == "feature" and resolved.detector is None:
         raise ValueError(f"protocol {resolved.name!r} names no feature detector")
     for option in options:
-        resolved = _with_option(resolved, option)
+        resolved = with_option(resolved, option)
     return resolved
 
 
@@ -230,7 +230,7 @@ def _replace_setting(protocol: Protocol, **changes: Any) -> Any:
         raise ValueError(f"protocol {protocol.name!r}: cannot set {changes}: {error}") from None
 
 
-def _with_option(protocol: Protocol, option: str) -> Protocol:
+def with_option(protocol: Protocol, option: str) -> Protocol:
     """A generator protocol with one setting changed, named `<protocol>+<option>`: `+eps0.001` (PPL epsilon),
     `+crop` / `+nocrop` (PPL face crop), `+<distance name>` (e.g. `ppl_wend+lpips-vgg`). The name keeps such
     numbers apart from the official ones; `base` still groups them."""

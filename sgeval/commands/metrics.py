@@ -12,14 +12,17 @@ import contextlib
 import json
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sgmodels.clierrors import cli_errors
 from sgmodels.fileio import check_writable_folder
+
+if TYPE_CHECKING:  # annotations only: the CLI imports its commands without the metric machinery
+    from sgeval.protocols import Protocol
 
 __all__ = ["calc_command", "fid_command", "is_command", "kid_command", "list_command", "pr_command",
            "stats_command"]
@@ -182,7 +185,7 @@ def _networks(source: str, all_snapshots: bool) -> list[str]:
     return [str(snapshot) for snapshot in (snapshots if all_snapshots else snapshots[-1:])]
 
 
-def _run(protocols: list[str], source: str, data: Path | None, **options: Any) -> list[Any]:
+def _run(protocols: Sequence[str | Protocol], source: str, data: Path | None, **options: Any) -> list[Any]:
     """Call the runner for each network SOURCE names, turning expected failures into click errors."""
     results = []
     as_json = options.pop("as_json")
@@ -195,7 +198,7 @@ def _run(protocols: list[str], source: str, data: Path | None, **options: Any) -
     return results
 
 
-def _run_one(protocols: list[str], source: str, data: Path | None, **options: Any) -> list[Any]:
+def _run_one(protocols: Sequence[str | Protocol], source: str, data: Path | None, **options: Any) -> list[Any]:
     from sgeval.runner import evaluate_many
 
     evaluate_kwargs = {

@@ -3,43 +3,48 @@
 The flags name an official protocol: `--space w --sampling end` is `ppl_wend` (cropped), `--no-crop` makes it
 `ppl2_wend`; `--variant v1|ada` picks StyleGAN's or stylegan2-ada-pytorch's settings (`ppl_wend_v1`,
 `ppl_wend_ada`). Anything else that changes the number (another epsilon, another distance, a crop the official
-protocol does not have) is recorded in the name (`ppl_wend+eps0.001`, `ppl_zfull+nocrop`), so such numbers never
-land in an official column.
+protocol does not have) is applied to the official protocol object and recorded in its name (`ppl_wend+eps0.001`,
+`ppl_zfull+nocrop`), so such numbers never land in an official column.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sgeval.commands.metrics import _count, _run, evaluation_options_except
 
-__all__ = ["ppl_command", "ppl_protocol_name"]
+if TYPE_CHECKING:  # annotations only: the CLI imports its commands without the metric machinery
+    from sgeval.protocols import Protocol
+
+__all__ = ["ppl_command", "ppl_protocol"]
 
 _VARIANT_SUFFIX = {"v2": "", "v1": "_v1", "ada": "_ada"}
 
 
-def ppl_protocol_name(space: str, sampling: str, crop: bool | None, variant: str, epsilon: float | None,
-                      distance: str | None) -> str:
-    """The protocol the `sgeval ppl` flags describe (official when nothing beyond the official settings is asked)."""
-    from sgeval.protocols import PPL_DISTANCE, get_protocol
+def ppl_protocol(space: str, sampling: str, crop: bool | None, variant: str, epsilon: float | None,
+                 distance: str | None) -> Protocol:
+    """The protocol the `sgeval ppl` flags describe: official when nothing beyond the official settings is asked,
+    else the official one with each changed setting applied (and named: `ppl_zfull+nocrop+eps0.001`)."""
+    from sgeval.protocols import PPL_DISTANCE, get_protocol, with_option
 
     suffix = _VARIANT_SUFFIX[variant]
     options = []
     if crop is False and (space, sampling) == ("w", "end") and variant != "v1":
-        name = f"ppl2_wend{suffix}"
+        protocol = get_protocol(f"ppl2_wend{suffix}")
     else:
-        name = f"ppl_{space}{sampling}{suffix}"
+        protocol = get_protocol(f"ppl_{space}{sampling}{suffix}")
         if crop is False:
             options.append("nocrop")
-    default = get_protocol(name).settings
-    if epsilon is not None and epsilon != default.epsilon:
+    if epsilon is not None and epsilon != protocol.settings.epsilon:
         options.append(f"eps{epsilon:g}")
     if distance is not None and distance != PPL_DISTANCE:
         options.append(distance)
-    return "+".join([name, *options])
+    for option in options:
+        protocol = with_option(protocol, option)
+    return protocol
 
 
 def _distance_names() -> list[str]:
@@ -82,12 +87,15 @@ def ppl_command(source: str, space: str, sampling: str, crop: bool | None, varia
       sgeval ppl G.safetensors --space z --sampling full --num-samples 5k              # ppl_zfull@gen5k
       sgeval ppl G.safetensors --no-crop --detector-weights vgg16.pt                   # ppl2_wend
     """
+    chosen: str | Protocol
     if protocol is None:
         try:
-            protocol = ppl_protocol_name(space, sampling, crop, variant, epsilon, distance)
+            chosen = ppl_protocol(space, sampling, crop, variant, epsilon, distance)
         except ValueError as error:
             raise click.BadParameter(str(error)) from None
     elif any(value is not None for value in (crop, epsilon, distance)):
         raise click.BadParameter("--protocol names every setting; drop --crop/--epsilon/--distance, or write them "
                                  "into the name (e.g. ppl_wend+eps0.001)")
-    _run([protocol], source, data, num_gen=num_samples, num_real=None, **options)
+    else:
+        chosen = protocol  # a name typed by the user: read by the one name grammar
+    _run([chosen], source, data, num_gen=num_samples, num_real=None, **options)

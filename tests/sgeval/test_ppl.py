@@ -330,14 +330,16 @@ def test_sampler_registry() -> None:
 
 
 def test_flags_name_the_official_protocols() -> None:
-    from sgeval.commands.ppl import ppl_protocol_name
+    from sgeval.commands.ppl import ppl_protocol
 
-    assert ppl_protocol_name("w", "end", None, "v2", None, None) == "ppl_wend"
-    assert ppl_protocol_name("w", "end", False, "v2", None, None) == "ppl2_wend"
-    assert ppl_protocol_name("w", "end", False, "ada", None, None) == "ppl2_wend_ada"
-    assert ppl_protocol_name("z", "full", None, "v1", 1e-4, None) == "ppl_zfull_v1"
-    assert ppl_protocol_name("z", "full", False, "v2", 1e-3, "lpips-vgg") == "ppl_zfull+nocrop+eps0.001+lpips-vgg"
-    assert resolve_protocol("ppl_zfull+nocrop").settings.crop is False
+    assert ppl_protocol("w", "end", None, "v2", None, None) == get_protocol("ppl_wend")
+    assert ppl_protocol("w", "end", False, "v2", None, None) == get_protocol("ppl2_wend")
+    assert ppl_protocol("w", "end", False, "ada", None, None) == get_protocol("ppl2_wend_ada")
+    assert ppl_protocol("z", "full", None, "v1", 1e-4, None) == get_protocol("ppl_zfull_v1")
+    changed = ppl_protocol("z", "full", False, "v2", 1e-3, "lpips-vgg")
+    assert changed.name == "ppl_zfull+nocrop+eps0.001+lpips-vgg" and not changed.official
+    assert changed == resolve_protocol(changed.name)  # the object and its name say the same
+    assert (changed.settings.crop, changed.settings.epsilon, changed.detector) == (False, 1e-3, "lpips-vgg")
 
 
 def test_cli_ppl_on_a_training_run(tmp_path: Path, snapshot: Path, sse_distance: list[str]) -> None:
