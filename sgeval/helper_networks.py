@@ -59,7 +59,7 @@ def build_helper_networks(protocols: list[Protocol], detector_weights: PathLike 
     """
     weighted = weighted_networks(protocols)  # feature detectors and image distances: their files come from the
     weights_of = {name: weights_file_for(name, detector_weights, weighted) for name in weighted}  # registry
-    detectors = sorted({p.detector for p in protocols if p.kind == "feature" and p.detector is not None})
+    detectors = sorted({p.extractor for p in protocols if p.extractor is not None})
     extractors = {name: build_feature_extractor(name, options, weights_dir, allow_download, weights_of[name])
                   for name in detectors}
     samplers = build_sampler_networks([p for p in protocols if p.kind == "generator"], options, weights_dir,
@@ -123,16 +123,8 @@ def build_feature_extractor(detector: str, options: NetworkOptions, weights_dir:
 
 
 def weighted_networks(protocols: list[Protocol]) -> set[str]:
-    """Names of the networks whose weights files `detector_weights` may give: feature detectors and distances."""
-    from sgeval.samplers import get_sampler
-
-    names = set()
-    for protocol in protocols:
-        if protocol.detector is None:
-            continue
-        if protocol.kind == "feature" or "distance" in get_sampler(protocol.metric).networks:
-            names.add(protocol.detector)
-    return names
+    """Names of the networks whose weights files `detector_weights` may give: feature extractors and distances."""
+    return {name for protocol in protocols for name in (protocol.extractor, protocol.distance) if name is not None}
 
 
 def build_image_distance(name: str, options: NetworkOptions, weights_dir: PathLike | None, allow_download: bool,
@@ -165,15 +157,16 @@ def build_sampler_networks(protocols: list[Protocol], options: NetworkOptions, w
     classifiers: list[Any] = []  # built at most once
     out: dict[str, dict[str, Any]] = {}
     for protocol in protocols:
-        needs, helpers = get_sampler(protocol.metric).networks, {}
-        if "distance" in needs:
-            if protocol.detector is None:
+        helpers: dict[str, Any] = {}
+        if "distance" in get_sampler(protocol.metric).networks:
+            name = protocol.distance
+            if name is None:
                 raise ValueError(f"protocol {protocol.name!r} names no image distance")
-            if protocol.detector not in distances:
-                distances[protocol.detector] = build_image_distance(protocol.detector, options, weights_dir,
-                                                                    allow_download, weights_of.get(protocol.detector))
-            helpers["distance"] = distances[protocol.detector]
-        if "classifiers" in needs:
+            if name not in distances:
+                distances[name] = build_image_distance(name, options, weights_dir, allow_download,
+                                                       weights_of.get(name))
+            helpers["distance"] = distances[name]
+        if protocol.uses_classifiers:
             classifiers = classifiers or [build_classifier_set(options.classifiers, options)]
             helpers["classifiers"] = classifiers[0]
         out[protocol.name] = helpers

@@ -52,7 +52,9 @@ class Protocol:
     num_real: int | None  # at most this many reals, first items in dataset order; None = the whole dataset (or none,
     # for a metric of the generated side only, e.g. is50k)
     real_xflip: RealFlip  # "off": reals never mirrored; "dataset": mirrored as the dataset / training run says
-    detector: str | None  # sgeval.features registry name; for PPL the sgeval.distances name of its image distance
+    detector: str | None  # the helper network, as results record it: the feature extractor of a feature protocol, the
+    # image distance of PPL, "classifiers" for linear separability (read it as `extractor` / `distance` /
+    # `uses_classifiers`)
     kind: MetricKind  # "feature" or "generator", as the metric
     official: bool  # True when name and settings are those of NVIDIA's metric code
     reference: str  # where the settings come from, and deliberate choices
@@ -92,6 +94,29 @@ class Protocol:
     def settings_dict(self) -> dict[str, Any]:
         """The metric settings as a JSON-ready dict ({} when the metric has none)."""
         return dataclasses.asdict(self.settings) if self.settings is not None else {}
+
+    @property
+    def extractor(self) -> str | None:
+        """The feature extractor (sgeval.features) a feature protocol reads; None for generator-space protocols."""
+        return self.detector if self.kind == "feature" else None
+
+    @property
+    def distance(self) -> str | None:
+        """The image distance (sgeval.distances) a generator-space protocol's sampler uses (PPL), else None."""
+        if self.kind != "generator" or self.detector is None or "distance" not in self._sampler_networks():
+            return None
+        return self.detector
+
+    @property
+    def uses_classifiers(self) -> bool:
+        """Whether the protocol's sampler labels images with attribute classifiers (linear separability)."""
+        return self.kind == "generator" and "classifiers" in self._sampler_networks()
+
+    def _sampler_networks(self) -> tuple[str, ...]:
+        from sgeval.samplers import get_sampler
+
+        networks: tuple[str, ...] = get_sampler(self.metric).networks
+        return networks
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description, recorded in every result."""

@@ -253,9 +253,8 @@ def evaluate_many(
     network = open_evaluated_network(network_or_source, options.device, snapshot, metadata, reals, network_key)
     if data_xflip is None:
         data_xflip = bool(recorded_training_set(metadata).get("xflip", False))
-    features = [protocol for protocol in resolved if protocol.kind == "feature"]
-    # resolve_protocol rejects feature protocols without a detector; the filter only tells the type checker
-    detectors = {protocol.detector for protocol in features if protocol.detector is not None}
+    # resolve_protocol rejects feature protocols without an extractor; the filter only tells the type checker
+    detectors = {protocol.extractor for protocol in resolved if protocol.extractor is not None}
     # Every helper network is built (its file found, checked and loaded) before the first metric is computed, so a
     # missing or broken file for the last metric is an error at once, not after the first metrics' minutes of work.
     built = helper_networks.build_helper_networks(resolved, detector_weights, options, weights_dir, allow_download)
@@ -267,7 +266,7 @@ def evaluate_many(
                 results[index] = _evaluate_generator_metric(protocol, network, options, helpers[protocol.name])
         for detector in sorted(detectors):
             group = [(index, protocol) for index, protocol in enumerate(resolved)
-                     if protocol.kind == "feature" and protocol.detector == detector]
+                     if protocol.extractor == detector]
             group_results = _evaluate_group([protocol for _index, protocol in group], extractors[detector], network,
                                             reals, data_xflip, options)
             results.update(zip([index for index, _protocol in group], group_results, strict=True))

@@ -11,7 +11,7 @@ from sgeval.metrics.fid import FIDSettings
 from sgeval.metrics.kid import KIDSettings
 from sgeval.metrics.precision_recall import PrecisionRecallSettings
 from sgeval.metrics.registry import ComputeOptions, get_metric, list_metrics, register_metric
-from sgeval.protocols import Protocol, get_protocol, list_protocols, register_protocol
+from sgeval.protocols import Protocol, get_protocol, list_protocols, register_protocol, resolve_protocol
 
 OFFICIAL = ("fid50k_full", "fid50k", "kid50k_full", "kid50k", "pr50k3_full", "pr50k3")
 
@@ -125,3 +125,12 @@ def test_ppl_protocols_name_registered_distances() -> None:
     assert {"ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend", "ppl2_wend"} <= {protocol.name for protocol in ppl}
     for protocol in ppl:
         assert protocol.kind == "generator" and get_distance_spec(protocol.detector).name == protocol.detector
+
+
+def test_a_protocol_says_which_helper_network_it_needs() -> None:
+    """`detector` (as results record it) is read as one of three things, never guessed from its value."""
+    fid, ppl, ls = resolve_protocol("fid50k_full"), resolve_protocol("ppl_wend"), resolve_protocol("ls")
+    assert (fid.extractor, fid.distance, fid.uses_classifiers) == ("inception-v3-tf", None, False)
+    assert (ppl.extractor, ppl.distance, ppl.uses_classifiers) == (None, "lpips-vgg16-nvidia", False)
+    assert (ls.extractor, ls.distance, ls.uses_classifiers) == (None, None, True)
+    assert resolve_protocol("ppl_wend+lpips-domain").distance == "lpips-domain"
