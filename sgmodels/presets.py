@@ -47,9 +47,9 @@ import torch
 from sgmodels.interfaces import GeneratorModule, as_generator
 from sgmodels.registry import build_network
 
-ARCHS = ("stylegan2", "stylegan", "traditional")
 GENERATOR_FAMILIES = ("stylegan2", "stylegan", "traditional")
 DISCRIMINATOR_FAMILIES = ("stylegan2", "stylegan")
+ARCHS = GENERATOR_FAMILIES  # a preset's architecture is its generator family (`stylegan2-cpu32`, `traditional-cpu16`)
 STYLEGAN2_ARCHITECTURES = ("orig", "skip", "resnet")
 NOISE_CHOICES = ("all", "none", "coarse", "fine")
 
@@ -326,8 +326,8 @@ def apply_overrides(preset: Preset, overrides: Mapping[str, Any]) -> tuple[Netwo
         else:
             training[spec.key] = value
     network = dataclasses.replace(preset.network, **network_changes)
+    _validate(network, preset.name)  # first: it names an unknown family before the field tables are consulted
     _check_applicable(network, set(network_changes), preset.name)
-    _validate(network, preset.name)
     return network, training
 
 
@@ -363,6 +363,10 @@ def _check_applicable(network: NetworkConfig, changed: set[str], where: str) -> 
 
 def _validate(network: NetworkConfig, where: str) -> None:
     """Catch impossible combinations early, with the override that fixes them."""
+    if network.generator not in GENERATOR_FAMILIES or network.discriminator not in DISCRIMINATOR_FAMILIES:
+        raise ValueError(f"{where}: generator {network.generator!r} / discriminator {network.discriminator!r}; "
+                         f"families: generators {', '.join(GENERATOR_FAMILIES)}, discriminators "
+                         f"{', '.join(DISCRIMINATOR_FAMILIES)}")
     res = network.resolution
     if isinstance(res, bool) or res < 4 or res & (res - 1):
         raise ValueError(f"{where}: resolution must be a power of two >= 4, got {res}")
