@@ -10,8 +10,11 @@ such a file costs memory bounded by its legitimate size and ends in one `ValueEr
   would be read whole);
 - `read_zip_member`: a zip member whose declared size is at most a limit; zipfile stops inflating at the declared
   size (and then fails the CRC check), so the declared size bounds the memory even when the data lies about it;
+- `read_json_file`: `load_json` of a file, read no further than its size bound;
 - `check_zip_inflation`: the declared size of a member against what its compressed bytes can inflate to, so a
   directory entry that lies about the size cannot make a reader allocate for it;
+- `check_zip_directory`: the central directory's entries must chain to its end record, so a forged name length
+  cannot make members vanish;
 - `check_count`: a count from a file or a command line against the largest the reader accepts.
 
 The limits are module constants, named in the errors and in the README's section on untrusted files.
