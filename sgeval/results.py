@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sgeval.atomic import append_line, sweep_stale_temp_files
+from sgmodels.progress import format_duration  # the official total_time_str style (sgmodels' bottom layer)
 from sgmodels.untrusted import load_json
 
 __all__ = [
@@ -74,21 +75,6 @@ def collect_versions() -> dict[str, str | None]:
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
-
-
-def format_duration(seconds: float) -> str:
-    """Duration in the style of the official `total_time_str`: "42s", "3m 05s", "1h 02m 03s", "2d 03h 04m"."""
-    total = int(round(seconds))
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    if total < 60:
-        return f"{secs}s"
-    if total < 3_600:
-        return f"{minutes}m {secs:02d}s"
-    if total < 86_400:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    return f"{days}d {hours:02d}h {minutes:02d}m"
 
 
 def kimg_from_snapshot_name(snapshot: str | os.PathLike[str] | None) -> float | None:

@@ -33,9 +33,19 @@ def is_terminal(stream: Any) -> bool:
 
 
 def format_duration(seconds: float) -> str:
-    """`H:MM:SS` (hours unbounded), as tqdm writes elapsed and remaining time."""
+    """'5s', '3m 04s', '2h 03m 04s' or '1d 02h 03m': the official `total_time_str` style, which training logs,
+    result records and progress lines of both packages share."""
     total = max(int(round(seconds)), 0)
-    return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
 
 
 class PlainProgress:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import torch
 
 from sgmodels.fileio import write_text_atomic
-from sgmodels.progress import PLAIN_INTERVAL_S, is_terminal
+from sgmodels.progress import PLAIN_INTERVAL_S, format_duration, is_terminal
 from sgmodels.training.distributed import gather_objects, sum_across_processes
 from sgmodels.untrusted import load_json
 
@@ -120,21 +120,6 @@ class StatsWriter:
             if float(record.get("kimg", 0.0)) <= kimg + 1e-9:
                 kept.append(line)
         write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
-
-
-def format_duration(seconds: float) -> str:
-    """'1d 02h 03m', '2h 03m 04s', '3m 04s' or '5s'."""
-    seconds = max(int(round(seconds)), 0)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours:02d}h {minutes:02d}m"
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def progress_line(

@@ -292,9 +292,9 @@ def test_piped_progress_is_plain_lines_at_intervals_with_rate_and_eta() -> None:
     bar.set_postfix(loss="0.125")
     bar.close()
     assert stream.getvalue().splitlines() == [
-        "features: 10/100 img (10%), 5 img/s, elapsed 0:00:02, ETA 0:00:18",
-        "features: 40/100 img (40%), 0.645 img/s, elapsed 0:01:02, ETA 0:01:33",
-        "features: 100/100 img (100%), 1 img/s, elapsed 0:01:40, loss=0.125",
+        "features: 10/100 img (10%), 5 img/s, elapsed 2s, ETA 18s",
+        "features: 40/100 img (40%), 0.645 img/s, elapsed 1m 02s, ETA 1m 33s",
+        "features: 100/100 img (100%), 1 img/s, elapsed 1m 40s, loss=0.125",
     ]
     assert "\r" not in stream.getvalue()
 
