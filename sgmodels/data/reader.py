@@ -369,12 +369,11 @@ def _json_label_map(pairs: Any, where: str) -> dict[str, Any]:
 def _label_array(labels: list[Any], where: str) -> np.ndarray:
     """All-int labels -> int64 [N] (>= 0); all equal-length number lists -> float32 [N, D]; else ValueError."""
     if all(_is_int(v) for v in labels):
-        if labels and max(labels) >= MAX_LABEL_DIM:  # Python ints: a huge one must not overflow int64 first
+        if labels:  # checked on the Python ints: a huge index of either sign must not overflow int64 first
+            if min(labels) < 0:
+                raise ValueError(f"{where}: class indices must be >= 0, found {_shown(min(labels))}")
             _check_label_dim(max(labels) + 1, where, "classes (the largest class index + 1)")
-        values = np.array(labels, dtype=np.int64)
-        if values.size and values.min() < 0:
-            raise ValueError(f"{where}: class indices must be >= 0, found {int(values.min())}")
-        return values
+        return np.array(labels, dtype=np.int64)
     if all(isinstance(v, list) and all(_is_number(x) for x in v) for v in labels):
         lengths = {len(v) for v in labels}
         if len(lengths) != 1:
@@ -395,10 +394,8 @@ def _shown(value: Any) -> str:
 
 
 def _check_label_dim(dim: int, where: str, what: str) -> None:
-    try:
-        check_count(dim, MAX_LABEL_DIM, f"{where}: the number of {what}", "the label dimension of a dataset")
-    except ValueError as exc:
-        raise ValueError(f"{exc}; labels that large are not a dataset's") from None
+    check_count(dim, MAX_LABEL_DIM, f"{where}: the number of {what}",
+                "the label dimension of a dataset; labels that large are not a dataset's")
 
 
 def _is_int(value: Any) -> bool:

@@ -152,6 +152,13 @@ def test_a_huge_class_index_is_refused_without_allocating(tmp_path: Path, index:
     assert ok.label_dim == MAX_LABEL_DIM
 
 
+@pytest.mark.parametrize("index", [-1, -(10**30)])
+def test_a_negative_class_index_is_refused_at_any_size(tmp_path: Path, index: int) -> None:
+    labels = {"labels": [["img0.png", 0], ["img1.png", 1], ["img2.png", index]]}
+    with pytest.raises(ValueError, match=r"dataset\.json: class indices must be >= 0"):
+        DatasetReader(_dataset_zip(tmp_path, labels))
+
+
 @pytest.mark.parametrize("what", ["attributes", "class_names"])
 def test_label_vectors_and_class_names_are_bounded(tmp_path: Path, what: str) -> None:
     width = MAX_LABEL_DIM + 1
