@@ -57,6 +57,7 @@ from sgeval.sources.sides import (
     recorded_training_set,
     snapshot_metadata_of,
 )
+from sgmodels.untrusted import memory_bytes
 
 __all__ = ["DataNotGivenError", "capture_for_cache", "evaluate", "evaluate_many", "open_cache"]
 
@@ -118,20 +119,12 @@ def capture_for_cache(need_rows: bool, cached: bool, rows_bytes: int | None) -> 
     return need_rows or fits, True
 
 
-def _physical_memory_bytes() -> int | None:
-    """This machine's RAM (None where the OS does not say)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def _check_rows_fit(request: _Request, feature_dim: int, group: list[Protocol]) -> None:
     """ValueError, before any extraction, when a metric needs every feature row and they cannot fit in memory."""
     counts = [count for count in request.counts if count is not None]
     if not (request.need_rows or len(request.counts) > 1) or not counts:
         return
-    rows_bytes, memory = 4 * max(counts) * feature_dim, _physical_memory_bytes()
+    rows_bytes, memory = 4 * max(counts) * feature_dim, memory_bytes()
     if memory is not None and rows_bytes > memory:
         names = ", ".join(protocol.name for protocol in group)
         fitting = memory // (4 * feature_dim)

@@ -15,7 +15,8 @@ such a file costs memory bounded by its legitimate size and ends in one `ValueEr
   directory entry that lies about the size cannot make a reader allocate for it;
 - `check_zip_directory`: the central directory's entries must chain to its end record, so a forged name length
   cannot make members vanish;
-- `check_count`: a count from a file or a command line against the largest the reader accepts.
+- `check_count`: a count from a file or a command line against the largest the reader accepts, and `memory_bytes`,
+  the machine's memory such counts are measured against.
 
 The limits are module constants, named in the errors and in the README's section on untrusted files.
 """
@@ -30,7 +31,7 @@ import zlib
 from typing import Any
 
 __all__ = ["DEFLATE_MAX_RATIO", "MAX_JSON_DEPTH", "MAX_METADATA_BYTES", "check_count", "check_zip_directory",
-           "check_zip_inflation", "load_json", "read_json_file", "read_zip_member"]
+           "check_zip_inflation", "load_json", "memory_bytes", "read_json_file", "read_zip_member"]
 
 MAX_JSON_DEPTH = 64  # no metadata file of the project nests deeper than about 6 levels
 MAX_METADATA_BYTES = 16 << 20  # a description, sidecar or options file: the project's own are a few KiB
@@ -165,6 +166,16 @@ def read_zip_member(
             return member.read()
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
         raise ValueError(f"{where}: cannot read ({exc})") from exc
+
+
+def memory_bytes(available: bool = False) -> int | None:
+    """This machine's RAM, or with `available` what is free now; None where the OS does not say. The yardstick of
+    counts whose results must all be held (feature rows, a grid of images)."""
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES" if available else "SC_PHYS_PAGES")
+        return int(pages) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def check_count(value: int, limit: int, what: str, why: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from sgmodels.generate import NOISE_MODES, check_seeds, iter_image_batches
 from sgmodels.images import image_grid, png_bytes, save_png
 from sgmodels.progress import progress_bar
 from sgmodels.ranges import IntRanges
+from sgmodels.untrusted import memory_bytes
 
 Batches = Iterator[tuple[list[int], torch.Tensor]]
 
@@ -111,9 +111,8 @@ def _write_grid(batches: Batches, count: int, path: Path, cols: int | None) -> N
 
 def _check_grid_memory(count: int, bytes_each: int) -> None:
     """Refuse a grid whose images (held twice: the batch list and the grid) cannot fit in the available memory."""
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):  # not a POSIX system that tells
+    available = memory_bytes(available=True)
+    if available is None:  # not a POSIX system that tells
         return
     need = 2 * count * bytes_each
     if need > available:
