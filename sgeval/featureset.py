@@ -353,10 +353,12 @@ def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) 
     return header
 
 
-def read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def read_npz(path: Path, names: tuple[str, ...],
+             headers: Mapping[str, ArrayHeader] | None = None) -> dict[str, np.ndarray]:
     """The named arrays present in an `.npz` file, read with allow_pickle=False after their headers are checked
-    (`npz_headers`: no array is allocated beyond what the file holds); ValueError when damaged or forged."""
-    headers = npz_headers(path)
+    (`npz_headers`, or the `headers` a caller already checked: no array is allocated beyond what the file holds);
+    ValueError when damaged or forged."""
+    headers = npz_headers(path) if headers is None else headers
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in names if name in headers}

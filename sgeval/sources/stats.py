@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from sgeval.atomic import atomic_open
-from sgeval.featureset import FeatureSet, npz_headers, read_npz, sidecar_path
+from sgeval.featureset import ArrayHeader, FeatureSet, npz_headers, read_npz, sidecar_path
 from sgmodels.untrusted import load_json
 
 __all__ = ["PROVENANCE_FORMAT", "NoProvenanceWarning", "StatisticsSource", "save_reference_statistics"]
@@ -95,6 +95,9 @@ class StatisticsSource:
                              "unpickling can run code)")
         self.given_num_items = num_items
         self._loaded: FeatureSet | None = None
+        self._headers: dict[str, ArrayHeader] | None = None  # the array headers, checked once (foreign files)
+        self._provenance: dict[str, Any] | None = None
+        self._provenance_read = False
 
     @property
     def own_format(self) -> bool:
@@ -123,7 +126,12 @@ class StatisticsSource:
         """The provenance record of an `sgeval stats` file; None for other layouts."""
         if self.own_format:
             return None
-        text = read_npz(self.path, (_PROVENANCE_KEY,)).get(_PROVENANCE_KEY)
+        if not self._provenance_read:
+            self._provenance, self._provenance_read = self._read_provenance(), True
+        return self._provenance
+
+    def _read_provenance(self) -> dict[str, Any] | None:
+        text = read_npz(self.path, (_PROVENANCE_KEY,), self._array_headers()).get(_PROVENANCE_KEY)
         if text is None:
             return None
         record = load_json(str(text), f"{self.path}: the provenance record")
@@ -131,6 +139,12 @@ class StatisticsSource:
             raise ValueError(f"{self.path}: provenance of an unknown format {record.get('format')!r}; this sgeval "
                              f"reads {PROVENANCE_FORMAT!r}")
         return record
+
+    def _array_headers(self) -> dict[str, ArrayHeader]:
+        """The checked array headers of the file (`npz_headers`), read once per source object."""
+        if self._headers is None:
+            self._headers = npz_headers(self.path)
+        return self._headers
 
     def load(self) -> FeatureSet:
         """The FeatureSet held by the file (cached on the object)."""
@@ -144,7 +158,7 @@ class StatisticsSource:
         sidecar records it). ValueError naming the file and array when the layout is inconsistent."""
         if self.own_format:
             return None
-        headers = npz_headers(self.path)
+        headers = self._array_headers()
         if "mu" in headers or "sigma" in headers:
             mu, sigma = headers.get("mu"), headers.get("sigma")
             if mu is None or sigma is None or len(mu.shape) != 1 or sigma.shape != mu.shape * 2:
@@ -164,7 +178,7 @@ class StatisticsSource:
         if self.own_format:
             return FeatureSet.load(self.path)
         self.declared_dim()  # the layout, checked before any array is read
-        arrays = read_npz(self.path, ("mu", "sigma", "feats"))
+        arrays = read_npz(self.path, ("mu", "sigma", "feats"), self._array_headers())
         meta: dict[str, Any] = {"source": self.describe()}
         provenance = self.provenance()
         if provenance is not None and "mu" in arrays and "sigma" in arrays:
