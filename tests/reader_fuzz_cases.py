@@ -877,7 +877,7 @@ def dataset_zip_family(writer: Writer, rng: random.Random) -> tuple[Callable[[],
     images = _dataset_images()
 
     def zipped(files: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-        return zip_of(files, compression)
+        return zip_of(files, compression)  # dataset zips are deflated by default, npz files stored
 
     def build() -> None:
         pass
