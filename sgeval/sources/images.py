@@ -100,6 +100,13 @@ class _ImageFiles:
         values = self._reader.labels.values
         return None if values is None else values[self._raw_indices()]
 
+    @property
+    def label_names(self) -> list[str] | None:
+        """Names of the label entries when the dataset records them: class names (dataset.json `class_names` or
+        the class sub-folders) for class labels, attribute names (`attribute_names`) for attribute vectors."""
+        names = self._reader.labels.names
+        return None if names is None else list(names)
+
     def label_vectors(self) -> np.ndarray | None:
         """Per-item labels as float32 vectors [num_items, c_dim]: classes one-hot, with c_dim the number of classes
         of the whole dataset (as training's `ImageDataset.label_dim`), or None when unlabelled."""

@@ -153,6 +153,17 @@ class ImageDataset(torch.utils.data.Dataset):
         """Names of the class indices when the dataset records them."""
         return list(self._class_names) if self._class_names and self.has_onehot_labels else None
 
+    @property
+    def attribute_names(self) -> list[str] | None:
+        """Names of the attribute vector entries when the dataset records them (`attribute_names` in dataset.json)."""
+        names = self._reader.labels.attribute_names
+        return list(names) if names and self.has_labels and not self.has_onehot_labels else None
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """The names of the label entries: class names for class labels, attribute names for attribute vectors."""
+        return self.class_names if self.has_onehot_labels else self.attribute_names
+
     def raw_class_indices(self) -> np.ndarray | None:
         """int64 [len] class index of every item (mirrored copies included), or None without class labels."""
         if self._raw_labels is None or not self.has_onehot_labels:

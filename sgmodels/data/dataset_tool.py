@@ -2,7 +2,8 @@
 
 Output layout (readable by the official StyleGAN2-ADA / StyleGAN3 code and by `ImageDataset`): uncompressed PNGs
 `00000/img00000000.png`, `00000/img00000001.png`, ... (1000 per folder) stored without zip compression, plus
-`dataset.json` = {"labels": [["00000/img00000000.png", label], ...] or null, "class_names": [...] (when known)}.
+`dataset.json` = {"labels": [["00000/img00000000.png", label], ...] or null, "class_names": [...] or
+"attribute_names": [...] (when known, or given with `--label-names`)}.
 The zip is written to a temporary file beside OUT and renamed only when every image has been converted, so a failed
 or interrupted run never leaves OUT behind. Member timestamps are fixed, so the same input gives the same bytes.
 """
@@ -13,7 +14,7 @@ import functools
 import io
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from sgmodels.data.dataset import (
     read_labels,
 )
 from sgmodels.data.idx import find_idx_images, labels_path_for, read_idx
+from sgmodels.data.reader import check_label_names
 from sgmodels.fileio import atomic_write_bytes
 from sgmodels.progress import progress_bar
 
@@ -53,10 +55,11 @@ class SourceRecord:
 
 @dataclass(frozen=True)
 class Source:
-    """All images of an input, in their natural (sorted) order, and the class names when known."""
+    """All images of an input, in their natural (sorted) order, and the names of the labels when known."""
 
     records: list[SourceRecord]
     class_names: list[str] | None
+    attribute_names: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class DatasetSummary:
     channels: int  # 1 or 3
     label_dim: int  # classes, attributes, or 0 when unlabelled
     class_names: list[str] | None
+    attribute_names: list[str] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ def _tree_source(tree: FileTree) -> Source:
         SourceRecord(name=tree.describe(name), load=functools.partial(_load_tree_image, tree, name), label=label)
         for name, label in zip(names, _python_labels(table.values, len(names)), strict=True)
     ]
-    return Source(records=records, class_names=table.class_names)
+    return Source(records=records, class_names=table.class_names, attribute_names=table.attribute_names)
 
 
 def _load_tree_image(tree: FileTree, name: str) -> PIL.Image.Image:
@@ -252,6 +256,7 @@ def create_dataset(
     shuffle_seed: int | None = None,  # shuffle the image order with np.random.RandomState(seed); None keeps it
     crop: str = "center",  # non-square images: "center" crop, "pad" with black, or "none" (refuse them)
     labels: str = "auto",  # "auto": labels of the source when it has them; "none": write an unlabelled dataset
+    label_names: Sequence[str] | None = None,  # class or attribute names, replacing the source's (one per entry)
     progress: bool = True,  # a bar on a terminal, plain lines on a pipe (sgmodels.progress)
 ) -> DatasetSummary:
     """Convert `src` into a StyleGAN2-ADA dataset zip at `out` (see the module docstring for the layout).
@@ -265,17 +270,54 @@ def create_dataset(
     records = _select_records(source.records, max_images, shuffle_seed)
     if labels == "none":
         records = [SourceRecord(name=r.name, load=r.load, label=None) for r in records]
-    class_names = source.class_names if labels == "auto" else None
-    mode, size = _write_zip(out, records, resolution, channels, crop, class_names, progress)
-    label_dim = _label_dim([r.label for r in records], class_names)
+    table = _named_labels(source, records, label_names if labels == "auto" else None, src)
+    return _write_dataset(out, records, resolution, channels, crop, table, progress)
+
+
+def create_records_dataset(records: list[SourceRecord], out: Path, *, attribute_names: Sequence[str] | None = None,
+                           progress: bool = True) -> DatasetSummary:
+    """Write images made by code (e.g. `sgmodels.data.factors`) as a dataset zip at `out`, atomically: the records'
+    images as they are (one size and mode), their labels and the attribute (or class) names."""
+    source = Source(records=records, class_names=None, attribute_names=None)
+    return _write_dataset(out, records, None, None, "none", _named_labels(source, records, attribute_names, out),
+                          progress)
+
+
+def _write_dataset(out: Path, records: list[SourceRecord], resolution: int | None, channels: int | None, crop: str,
+                   table: LabelTable, progress: bool) -> DatasetSummary:
+    mode, size = _write_zip(out, records, resolution, channels, crop, table, progress)
+    label_dim = label_dim_of(table)
     return DatasetSummary(
         path=out,
         num_images=len(records),
         resolution=size,
         channels=len(mode),
         label_dim=label_dim,
-        class_names=class_names if label_dim else None,
+        class_names=table.class_names if label_dim else None,
+        attribute_names=table.attribute_names if label_dim else None,
     )
+
+
+def _named_labels(source: Source, records: list[SourceRecord], label_names: Sequence[str] | None,
+                  src: str | Path) -> LabelTable:
+    """The labels of the kept records with their names (the source's, or `label_names` instead), checked: one
+    distinct name per class or attribute entry."""
+    labels = [r.label for r in records]
+    if not labels or labels[0] is None:
+        if label_names:
+            raise ValueError(f"{src}: label names were given but the images are unlabelled")
+        return LabelTable(values=None, class_names=None, source="records")
+    is_vector = isinstance(labels[0], list)
+    values = np.array(labels, dtype=np.float32 if is_vector else np.int64)
+    names = list(label_names) if label_names else None
+    class_names = None if is_vector else (names or source.class_names)
+    attribute_names = (names or source.attribute_names) if is_vector else None
+    if not is_vector and names is not None and len(names) < label_dim_of(LabelTable(values, None, "records")):
+        raise ValueError(f"{len(names)} label names for {label_dim_of(LabelTable(values, None, 'records'))} classes; "
+                         "give one name per class")
+    table = LabelTable(values=values, class_names=class_names, source="records", attribute_names=attribute_names)
+    check_label_names(table, "label names" if names else str(src))
+    return table
 
 
 def _check_options(
@@ -310,7 +352,7 @@ def _select_records(
 
 def _write_zip(
     out: Path, records: list[SourceRecord], resolution: int | None, channels: int | None, crop: str,
-    class_names: list[str] | None, progress: bool,
+    table: LabelTable, progress: bool,
 ) -> tuple[str, int]:
     """Write the zip atomically; returns (PIL mode, side in pixels) of the images written."""
     guard = _ShapeGuard()
@@ -322,24 +364,19 @@ def _write_zip(
             guard.check(image, record.name)
             _write_member(archive, _archive_name(index), _png_bytes(image))
             entries.append([_archive_name(index), record.label])
-        _write_member(archive, LABELS_FILE, _labels_json(entries, class_names))
+        _write_member(archive, LABELS_FILE, _labels_json(entries, table))
         if guard.first is None:  # callers reject empty sources first; never leave an empty zip behind
             raise ValueError(f"{out}: no images to write")
     mode, size, _name = guard.first
     return mode, size[0]
 
 
-def _labels_json(entries: list[list[Any]], class_names: list[str] | None) -> bytes:
-    """dataset.json bytes: labels null when the images are unlabelled."""
+def _labels_json(entries: list[list[Any]], table: LabelTable) -> bytes:
+    """dataset.json bytes: labels null when the images are unlabelled; the names of classes or attributes."""
     labelled = bool(entries) and entries[0][1] is not None
     meta: dict[str, Any] = {"labels": entries if labelled else None}
-    if labelled and class_names:
-        meta["class_names"] = class_names
+    if labelled and table.class_names:
+        meta["class_names"] = table.class_names
+    if labelled and table.attribute_names:
+        meta["attribute_names"] = table.attribute_names
     return json.dumps(meta).encode("utf-8")
-
-
-def _label_dim(labels: list[Label], class_names: list[str] | None) -> int:
-    if not labels or labels[0] is None:
-        return 0
-    values = np.array(labels, dtype=np.float32 if isinstance(labels[0], list) else np.int64)
-    return label_dim_of(LabelTable(values=values, class_names=class_names, source="records"))

@@ -12,9 +12,10 @@ Layout (a folder or a zip; StyleGAN2-ADA's, plus plain image folders):
   (except the official `00000/` folder of a zip with fewer than 1000 images);
 - labels, from `dataset.json` at the root when present: `{"labels": [[relative/path.png, label], ...]}` where a label
   is an int class index or a list of numbers (multi-attribute), or `{"labels": null}`; our files may add
-  `"class_names"`. dataset.json must label every image AND every label must name an existing image: a label for a
-  missing file is an error naming it (never silently dropped), because it means the file list and the labels
-  disagree, e.g. an image lost when the dataset was copied;
+  `"class_names"` (one per class index) or `"attribute_names"` (one per vector entry; `"attributes"`, a list of
+  strings, is read as the same, the form other tools write). dataset.json must label every image AND every label
+  must name an existing image: a label for a missing file is an error naming it (never silently dropped), because
+  it means the file list and the labels disagree, e.g. an image lost when the dataset was copied;
 - without dataset.json, the first-level sub-folder names (sorted) are class indices when every image lies in a
   sub-folder and there are at least two of them, except for the official `00000/img00000000.png` layout.
 
@@ -283,11 +284,20 @@ class LabelTable:
     values: None (unlabelled), int64 [N] class indices >= 0, or float32 [N, D] multi-attribute vectors.
     class_names: names of the class indices when known (sub-folder names, or `class_names` in dataset.json).
     source: where the labels came from ("dataset.json", "sub-folders" or "none"), for messages.
+    attribute_names: names of the attribute vector entries when known (`attribute_names` in dataset.json).
     """
 
     values: np.ndarray | None
     class_names: list[str] | None
     source: str
+    attribute_names: list[str] | None = None
+
+    @property
+    def names(self) -> list[str] | None:
+        """The names of the label entries: class names for class indices, attribute names for vectors."""
+        if self.values is None:
+            return None
+        return self.attribute_names if self.values.ndim == 2 else self.class_names
 
 
 def read_labels(tree: FileTree, image_names: list[str]) -> LabelTable:
@@ -323,7 +333,9 @@ def _labels_from_json(tree: FileTree, image_names: list[str]) -> LabelTable:
     meta = load_json(tree.read(LABELS_FILE, max_labels_file_bytes(len(image_names))), where)
     if not isinstance(meta, dict) or "labels" not in meta:
         raise ValueError(f'{where}: expected an object with a "labels" key')
-    class_names = _json_class_names(meta.get("class_names"), where)
+    class_names = _json_names(meta.get("class_names"), where, "class_names")
+    attribute_names = _json_names(meta.get("attribute_names", _string_list_or_none(meta.get("attributes"))), where,
+                                  "attribute_names")
     if meta["labels"] is None:
         return LabelTable(values=None, class_names=None, source=LABELS_FILE)
     by_name = _json_label_map(meta["labels"], where)
@@ -340,16 +352,45 @@ def _labels_from_json(tree: FileTree, image_names: list[str]) -> LabelTable:
             "remove those labels or restore the missing images"
         )
     values = _label_array([by_name[name] for name in image_names], where)
-    return LabelTable(values=values, class_names=class_names, source=LABELS_FILE)
+    table = LabelTable(values=values, class_names=class_names, source=LABELS_FILE, attribute_names=attribute_names)
+    check_label_names(table, where)
+    return table
 
 
-def _json_class_names(value: Any, where: str) -> list[str] | None:
+def _string_list_or_none(value: Any) -> list[str] | None:
+    """Other tools' `"attributes"` entry when it is a list of names (anything else there is not ours to read)."""
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+
+
+def _json_names(value: Any, where: str, key: str) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f'{where}: "class_names" must be a list of strings')
-    _check_label_dim(len(value), where, "class names")
+        raise ValueError(f'{where}: "{key}" must be a list of strings')
+    _check_label_dim(len(value), where, key.replace("_", " "))
     return list(value)
+
+
+def check_label_names(table: LabelTable, where: str) -> None:
+    """ValueError naming `where` unless the table's names are distinct, non-empty and one per label entry (class
+    names may outnumber the classes present: a subset of a dataset keeps every class's name)."""
+    for key, names in (("class_names", table.class_names), ("attribute_names", table.attribute_names)):
+        if names is None:
+            continue
+        if len(set(names)) != len(names) or not all(name.strip() for name in names):
+            duplicate = next((name for name in names if names.count(name) > 1), "")
+            raise ValueError(f'{where}: "{key}" must be distinct non-empty names'
+                             + (f"; {_shown(duplicate)} appears twice" if duplicate else "; found an empty name"))
+    values = table.values
+    if values is None:
+        return
+    if values.ndim == 2 and table.attribute_names is not None and len(table.attribute_names) != values.shape[1]:
+        raise ValueError(f'{where}: {len(table.attribute_names)} "attribute_names" for {values.shape[1]}-entry '
+                         "attribute labels; give one name per entry")
+    if values.ndim == 1 and table.class_names is not None and values.size and \
+            len(table.class_names) <= int(values.max()):
+        raise ValueError(f'{where}: {len(table.class_names)} "class_names" but class index {int(values.max())} is '
+                         "used; give one name per class")
 
 
 def _json_label_map(pairs: Any, where: str) -> dict[str, Any]:
