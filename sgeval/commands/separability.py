@@ -1,8 +1,10 @@
 """`sgeval ls` (linear separability of a snapshot) and `sgeval classifiers train|info` (the attribute classifiers it
 needs); thin layers over sgeval.runner and sgeval.classifiers.
 
-`sgeval ls` prints one row per attribute (H(Y|X) in bits in z and in w) and the totals `ls_z`, `ls_w`; `--json`
-prints the result records instead (the per-attribute values are `ls_z_hNN`, `ls_w_hNN`).
+`sgeval ls` prints one row per attribute (its name, the kept samples on each side, H(Y|X) in bits in z and in w, and
+a flag when the kept samples all share one decision), the totals `ls_z`, `ls_w` and the values without the constant
+attributes `ls_z_measured`, `ls_w_measured` (docs/metrics.md section 10); `--json` prints the result records instead
+(the per-attribute values are `ls_z_h.<name>`, `ls_w_h.<name>`, `ls_pos.<name>`, `ls_neg.<name>`).
 """
 
 from __future__ import annotations
@@ -58,24 +60,43 @@ def ls_command(source: str, classifiers: Path, num_samples: int | None, data: Pa
         _print_table(result)
 
 
+CONSTANT_FLAG = "constant: counted as 0 bits"
+
+
 def _print_table(result: Any) -> None:
-    """Per-attribute conditional entropies, then the totals, of one LS result."""
+    """Per-attribute kept counts and conditional entropies, then the totals and what LS measured, of one LS result."""
     from tabulate import tabulate
 
-    names = ((result.extra or {}).get("classifiers") or {}).get("attributes") or []
-    indices = sorted(int(key[3:]) for key in result.values if key.startswith("z_h"))
-    rows = [[index, names[index] if index < len(names) else "", result.values[f"z_h{index:02d}"],
-             result.values.get(f"w_h{index:02d}", math.nan)] for index in indices]
+    values = result.values
+    names = [key.removeprefix("z_h.") for key in values if key.startswith("z_h.")]
+    rows = []
+    for name in names:
+        positive, negative = values.get(f"pos.{name}", math.nan), values.get(f"neg.{name}", math.nan)
+        constant = positive == 0 or negative == 0
+        rows.append([name, _count_text(positive), _count_text(negative), values[f"z_h.{name}"],
+                     values.get(f"w_h.{name}", math.nan), CONSTANT_FLAG if constant else ""])
     if result.snapshot:
         click.echo(f"{result.snapshot}")
-    click.echo(tabulate(rows, headers=["#", "attribute", "H(Y|X) z [bits]", "H(Y|X) w [bits]"], floatfmt=".4f"))
+    click.echo(tabulate(rows, headers=["attribute", "kept positive", "kept negative", "H(Y|X) z [bits]",
+                                       "H(Y|X) w [bits]", ""], floatfmt=".4f"))
     click.echo()
-    totals = [[result.official_key(space), f"{result.values[space]:.6g}", result.num_gen,
+    totals = [[result.official_key(space), f"{values[space]:.6g}", result.num_gen,
                f"{result.total_time:.1f}" if result.total_time is not None else ""] for space in ("z", "w")]
     click.echo(tabulate(totals, headers=["metric", "value", "gen", "seconds"]))
-    if math.isnan(result.values["w"]):
+    measured = int(values["num_measured"])
+    constant = len(names) - measured
+    click.echo(f"LS measured {measured} of {len(names)} attributes; {constant} "
+               f"{'was' if constant == 1 else 'were'} constant among the kept samples (counted as 0 bits, official)")
+    click.echo("without the constant attributes, 2^(attributes x mean bits of the measured ones): "
+               + ", ".join(f"{result.official_key(key)} {values.get(key, math.nan):.6g}"
+                           for key in ("z_measured", "w_measured")))
+    if math.isnan(values["w"]):
         click.echo("note: the generator has no mapping network, so W (and ls_w) does not exist; the StyleGAN paper "
                    "scores such generators in Z.")
+
+
+def _count_text(count: float) -> str:
+    return "" if math.isnan(count) else f"{int(count)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,14 +20,29 @@ of docs/metrics.md section 10. Per attribute and per space (z, w):
 4. H(Y|X) in bits from the 2x2 joint frequency table, clamped >= 0;
 5. score = 2^(sum of the bits over the attributes). The paper writes exp(sum H): the same number only with H in nats.
 
-Values: `z` and `w` (official names `ls_z`, `ls_w`), and the per-attribute entropies in bits, `z_hNN` / `w_hNN`
-(NN = the classifier's attribute index). A generator without a mapping network has no W (the paper uses z for such
-"traditional" generators): the sampler then returns w with 0 columns and `w` and the `w_hNN` are NaN.
+Values (attribute names from the classifier set, passed by the sampler as `attribute_names`; `attrNN` when the
+arrays hold none):
+
+* `z`, `w` (official names `ls_z`, `ls_w`): the official 2^(sum of bits over all scored attributes);
+* per attribute, keyed `<stat>.<name>`: `z_h.<name>`, `w_h.<name>` (H(Y|X) in bits), `pos.<name>` and `neg.<name>`
+  (kept samples whose decision is positive / negative; the kept set depends on the logits only, so it is the same
+  for z and w);
+* `num_measured`: the attributes with both decisions among their kept samples. An attribute whose kept samples all
+  share one decision (the classifier never, or always, finds it on generated images) is counted as 0 bits, as the
+  official code does (the SVM fit fails and X := Y), although nothing was measured;
+* `z_measured`, `w_measured` = 2^(A * mean bits over the M measured attributes) = 2^((A / M) * sum of their bits):
+  LS with the constant attributes replaced by the average of the measured ones, on the scale of `z` / `w` (equal
+  to them when every attribute was measured). Dropping the constant ones from the official sum would change nothing
+  (they add exactly 0 bits), so that value would not say anything new. NaN when no attribute was measured.
+
+A generator without a mapping network has no W (the paper uses z for such "traditional" generators): the sampler
+then returns w with 0 columns and `w`, `w_measured` and the `w_h.<name>` are NaN.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Mapping
 
@@ -35,8 +50,8 @@ import numpy as np
 
 from sgeval.metrics.registry import ComputeOptions, register_metric
 
-__all__ = ["LSSettings", "conditional_entropy_bits", "confident_indices", "fit_predict", "linear_separability",
-           "separability_entropies"]
+__all__ = ["LSSettings", "attribute_names", "conditional_entropy_bits", "confident_indices", "fit_predict",
+           "kept_decisions", "linear_separability", "measured_score", "separability_entropies"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,16 +102,47 @@ def fit_predict(inputs: np.ndarray, targets: np.ndarray, seed: int) -> np.ndarra
         return targets
 
 
-def separability_entropies(inputs: np.ndarray, logits: np.ndarray, keep: int, attributes: tuple[int, ...],
+def kept_decisions(logits: np.ndarray, keep: int, attributes: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per scored attribute, (kept sample indices [keep], their decisions Y = l >= 0 bool [keep]) of logits [N, A]:
+    the same for z and w, since they depend on the logits only."""
+    kept = [confident_indices(logits[:, attribute], keep) for attribute in attributes]
+    return [(indices, logits[indices, attribute] >= 0) for indices, attribute in zip(kept, attributes, strict=True)]
+
+
+def separability_entropies(inputs: np.ndarray, decisions: list[tuple[np.ndarray, np.ndarray]],
                            seed: int) -> np.ndarray:
-    """H(Y|X) in bits [len(attributes)] of latents `inputs` [N, D] (float) and classifier logits [N, A]."""
+    """H(Y|X) in bits [len(decisions)] of latents `inputs` [N, D] (float), one per (kept indices, targets) pair of
+    `kept_decisions`."""
     entropies = []
-    for attribute in attributes:
-        kept = confident_indices(logits[:, attribute], keep)  # [keep]
-        targets = logits[kept, attribute] >= 0  # [keep] bool
+    for kept, targets in decisions:
         predictions = fit_predict(inputs[kept].astype(np.float64), targets, seed)
         entropies.append(conditional_entropy_bits(predictions, targets))
     return np.asarray(entropies, dtype=np.float64)
+
+
+def attribute_names(arrays: Mapping[str, np.ndarray], count: int) -> list[str]:
+    """The `count` attribute names of the sampler's `attribute_names` array (unicode [A]); `attrNN` when the arrays
+    hold none (direct calls on bare arrays). Empty names become `attrNN` and repeated ones get `#NN` appended, so the
+    value keys stay distinct."""
+    if "attribute_names" not in arrays:
+        return [f"attr{index:02d}" for index in range(count)]
+    given = np.asarray(arrays["attribute_names"])
+    if given.dtype.kind != "U" or given.shape != (count,):
+        raise ValueError(f"LS attribute_names must be a unicode array [{count}] (one name per logit), got "
+                         f"{given.dtype} {given.shape}")
+    names: list[str] = []
+    for index, name in enumerate(str(name).strip() for name in given):
+        name = name or f"attr{index:02d}"
+        names.append(f"{name}#{index:02d}" if name in names else name)
+    return names
+
+
+def measured_score(entropies: np.ndarray, measured: np.ndarray) -> float:
+    """2^(A * mean bits over the measured attributes) of entropies [A] and a bool mask [A]; NaN when none is
+    measured (or the entropies are NaN: no W space)."""
+    if not measured.any():
+        return math.nan
+    return float(2.0 ** (len(entropies) * entropies[measured].mean()))
 
 
 def _checked(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,7 +163,7 @@ def _checked(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
     kind="generator",
     higher_is_better=False,
     needs="none",
-    value_keys=("z", "w"),
+    value_keys=("z", "w", "num_measured", "z_measured", "w_measured"),
     primary=None,
     settings_type=LSSettings,
     description="Linear separability (Karras et al. 2019): 2^(sum of H(Y|X) bits) of linear SVMs on z and on w",
@@ -125,22 +171,35 @@ def _checked(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
 )
 def linear_separability(arrays: Mapping[str, np.ndarray], settings: LSSettings,
                         options: ComputeOptions) -> dict[str, float]:
-    """LS in z and w from the sampler's arrays: z [N, z_dim], w [N, w_dim] (0 columns: no W space), logits [N, A].
+    """LS in z and w from the sampler's arrays: z [N, z_dim], w [N, w_dim] (0 columns: no W space), logits [N, A],
+    optionally attribute_names unicode [A].
 
-    Returns {"z": 2^sum, "w": 2^sum or NaN, "z_hNN": bits, "w_hNN": bits, ...} for the attributes NN scored.
+    Returns {"z", "w", "num_measured", "z_measured", "w_measured"} and, per scored attribute <name>,
+    "z_h.<name>", "w_h.<name>" (bits), "pos.<name>", "neg.<name>" (kept samples per decision); see the module
+    docstring.
     """
     z, w, logits = _checked(arrays)
+    names = attribute_names(arrays, logits.shape[1])
     attributes = settings.attributes or tuple(range(logits.shape[1]))
     if max(attributes) >= logits.shape[1]:
         raise ValueError(f"LS attributes {attributes} out of range: the classifiers have {logits.shape[1]}")
     keep = max(1, int(logits.shape[0] * settings.keep_fraction))
+    decisions = kept_decisions(logits, keep, attributes)
+    positives = np.array([int(targets.sum()) for _kept, targets in decisions])  # [len(attributes)]
+    negatives = keep - positives
+    measured = (positives > 0) & (negatives > 0)  # both decisions among the kept samples
+    scored = [names[index] for index in attributes]
     values: dict[str, float] = {}
     per_attribute: dict[str, float] = {}
     for space, inputs in (("z", z), ("w", w)):
         if inputs.shape[1] == 0:  # no mapping network: W does not exist
             entropies = np.full(len(attributes), np.nan)
         else:
-            entropies = separability_entropies(inputs, logits, keep, attributes, options.seed)
+            entropies = separability_entropies(inputs, decisions, options.seed)
         values[space] = float(2.0 ** entropies.sum())
-        per_attribute |= {f"{space}_h{index:02d}": float(h) for index, h in zip(attributes, entropies, strict=True)}
-    return values | per_attribute
+        values[f"{space}_measured"] = measured_score(entropies, measured)
+        per_attribute |= {f"{space}_h.{name}": float(h) for name, h in zip(scored, entropies, strict=True)}
+    values["num_measured"] = float(measured.sum())
+    per_attribute |= {f"pos.{name}": float(count) for name, count in zip(scored, positives, strict=True)}
+    per_attribute |= {f"neg.{name}": float(count) for name, count in zip(scored, negatives, strict=True)}
+    return {key: values[key] for key in ("z", "w", "num_measured", "z_measured", "w_measured")} | per_attribute

@@ -12,6 +12,10 @@ depend on `--batch`; the chunk size is part of the sampler (changing it means a 
 
 A generator without a mapping network (a "traditional" one) has no W: the sampler calls G(z, c) and returns w with
 0 columns; the reduction reports `ls_w` as NaN and `ls_z` as usual (the paper scores such generators in z).
+
+The classifiers' attribute names travel with the arrays as `attribute_names` (a numpy unicode array, so the cached
+`.npz` loads without pickle), and the reduction keys its per-attribute values by them. Version 2 added them: an
+entry cached by version 1 (no names) misses and is sampled again.
 """
 
 from __future__ import annotations
@@ -55,11 +59,12 @@ def _chunk_arrays(ctx: SamplerContext, chunk: int) -> tuple[np.ndarray, np.ndarr
     return z_np, w, logits.float().cpu().numpy()
 
 
-@register_sampler("ls", version=1, networks=("classifiers",))
+@register_sampler("ls", version=2, networks=("classifiers",))  # 2: attribute_names
 @torch.no_grad()
 def sample_ls(ctx: SamplerContext) -> dict[str, np.ndarray]:
     """{"z": float32 [N, z_dim], "w": float32 [N, w_dim] (0 columns without a mapping network), "logits": float32
-    [N, A]} of `ctx.num_samples` generated images.
+    [N, A], "attribute_names": unicode [A]} of `ctx.num_samples` generated images (the names only when the
+    classifiers name one attribute per logit).
 
     Raises:
         ClassifierError (ValueError): the classifiers take another channel count or a resolution that does not
@@ -69,7 +74,19 @@ def sample_ls(ctx: SamplerContext) -> dict[str, np.ndarray]:
     ctx.networks["classifiers"].to(ctx.device).input_factor(int(G.img_resolution), int(G.img_channels))
     parts = [_chunk_arrays(ctx, chunk) for chunk in _progress(range(math.ceil(ctx.num_samples / CHUNK)), ctx.progress)]
     z, w, logits = (np.concatenate([part[i] for part in parts])[: ctx.num_samples] for i in range(3))
-    return {"z": z, "w": w, "logits": logits}
+    arrays = {"z": z, "w": w, "logits": logits}
+    names = _attribute_names(ctx.networks["classifiers"])
+    if names is not None and len(names) == logits.shape[1]:
+        arrays["attribute_names"] = np.array(names, dtype=str)  # '<U..', cached without pickle (not an object array)
+    return arrays
+
+
+def _attribute_names(classifiers: Any) -> list[str] | None:
+    """The classifier set's attribute names (`attributes`, else those of its identity), None when it has none."""
+    names = getattr(classifiers, "attributes", None)
+    if names is None:
+        names = classifiers.identity().get("attributes")
+    return [str(name) for name in names] if isinstance(names, (list, tuple)) and names else None
 
 
 def _progress(items: range, enabled: bool) -> Any:

@@ -113,7 +113,7 @@ def test_sgeval_ls_and_info_with_official_classifiers(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["metric"] == "ls@gen32" and record["results"]["ls@gen32_z"] >= 1.0
-    assert "ls@gen32_w_h02" in record["results"]
+    assert {"ls@gen32_w_h.eyeglasses", "ls@gen32_pos.male", "ls@gen32_neg.5-o-clock-shadow"} <= set(record["results"])
     written = json.loads((snapshot.parent / "metric-ls@gen32.jsonl").read_text().splitlines()[0])
     assert written["results"] == record["results"]
     assert "eyeglasses" in json.dumps(written)

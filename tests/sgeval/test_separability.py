@@ -72,9 +72,9 @@ def test_perfectly_separable_labels_give_one_and_random_labels_two_per_attribute
     directions = rng.standard_normal((6, 3))
     separable = _ls(z, z @ directions, w=2 * z + 1)
     assert separable["z"] == 1.0 and separable["w"] == 1.0
-    assert all(separable[f"{space}_h{i:02d}"] == 0.0 for space in "zw" for i in range(3))
+    assert all(separable[f"{space}_h.attr{i:02d}"] == 0.0 for space in "zw" for i in range(3))  # no names: attrNN
     random = _ls(z, rng.standard_normal((4000, 3)))  # labels independent of z and w
-    entropies = [random[f"z_h{i:02d}"] for i in range(3)]
+    entropies = [random[f"z_h.attr{i:02d}"] for i in range(3)]
     assert all(0.97 < h <= 1.0 for h in entropies)  # an SVM on 6 dims barely fits 2000 coin flips
     assert random["z"] == pytest.approx(2.0 ** sum(entropies)) and 7.5 < random["z"] <= 8.0  # 2^3; e^3 would be 20
 
@@ -96,7 +96,7 @@ def test_a_failing_fit_counts_as_perfect_prediction(monkeypatch: pytest.MonkeyPa
     rng = np.random.default_rng(2)
     z = rng.standard_normal((200, 3))
     one_class = _ls(z, np.abs(rng.standard_normal((200, 1))) + 0.1)  # LinearSVC refuses a single class
-    assert one_class["z"] == 1.0 and one_class["z_h00"] == 0.0
+    assert one_class["z"] == 1.0 and one_class["z_h.attr00"] == 0.0 and one_class["num_measured"] == 0.0
     import sklearn.svm
 
     class Broken(sklearn.svm.LinearSVC):
@@ -129,9 +129,11 @@ def test_attribute_selection_no_w_space_and_bad_arrays() -> None:
     z = rng.standard_normal((300, 3))
     logits = np.concatenate([z[:, :1], rng.standard_normal((300, 1))], axis=1)
     only_first = _ls(z, logits, attributes=(0,))
-    assert set(only_first) == {"z", "w", "z_h00", "w_h00"} and only_first["z"] == 1.0
+    assert set(only_first) == {"z", "w", "num_measured", "z_measured", "w_measured", "z_h.attr00", "w_h.attr00",
+                               "pos.attr00", "neg.attr00"} and only_first["z"] == 1.0
     no_w = _ls(z, logits, w=np.zeros((300, 0)))
-    assert math.isnan(no_w["w"]) and math.isnan(no_w["w_h01"]) and no_w["z"] > 1.5
+    assert math.isnan(no_w["w"]) and math.isnan(no_w["w_h.attr01"]) and no_w["z"] > 1.5
+    assert math.isnan(no_w["w_measured"]) and no_w["z_measured"] == pytest.approx(no_w["z"])  # both measured
     with pytest.raises(ValueError, match="out of range"):
         _ls(z, logits, attributes=(2,))
     with pytest.raises(ValueError, match="NaN or infinite"):
@@ -140,6 +142,58 @@ def test_attribute_selection_no_w_space_and_bad_arrays() -> None:
         _ls(z, logits[:10])
     with pytest.raises(ValueError, match="keep_fraction"):
         LSSettings(keep_fraction=0)
+
+
+def _constant_and_measured_logits(rng: np.random.Generator) -> np.ndarray:
+    """Logits [400, 4]: attribute 0 negative and 2 positive on all 200 confident rows (constant among the kept half);
+    1 and 3 confident on rows 0..199 with 70 and 120 positive decisions there, at random rows; the other rows are
+    unsure (|l| <= 0.5), so they are never kept."""
+    logits = rng.uniform(-0.5, 0.5, (400, 4))
+    logits[:200, 0], logits[200:, 2] = -5.0, 5.0
+    for attribute, positives in ((1, 70), (3, 120)):
+        signs = np.where(rng.permutation(200) < positives, 1.0, -1.0)
+        logits[:200, attribute] = signs * rng.uniform(2.0, 3.0, 200)
+    return logits
+
+
+def test_constant_attributes_are_counted_named_and_left_out_of_the_measured_value() -> None:
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((400, 3))  # independent of every decision: the measured attributes cost bits
+    arrays = {"z": z.astype(np.float32), "w": (2 * z).astype(np.float32),
+              "logits": _constant_and_measured_logits(rng).astype(np.float32),
+              "attribute_names": np.array(["never", "coin", "always", "coin2"])}
+    values = linear_separability(arrays, LSSettings(), OPTIONS)
+    names = ["never", "coin", "always", "coin2"]
+    assert [values[f"pos.{name}"] for name in names] == [0.0, 70.0, 200.0, 120.0]  # of the 200 kept per attribute
+    assert [values[f"neg.{name}"] for name in names] == [200.0, 130.0, 0.0, 80.0]
+    assert values["num_measured"] == 2.0
+    for space in "zw":
+        bits = [values[f"{space}_h.{name}"] for name in names]
+        assert bits[0] == bits[2] == 0.0 and min(bits[1], bits[3]) > 0.1  # constant: 0 bits, as the official code
+        assert values[space] == pytest.approx(2.0 ** (bits[1] + bits[3]))  # the official sum over all four
+        assert values[f"{space}_measured"] == pytest.approx(2.0 ** (4 * (bits[1] + bits[3]) / 2))  # A x mean of 2
+    assert list(values)[:5] == ["z", "w", "num_measured", "z_measured", "w_measured"]
+
+    everything_measured = _ls(z, arrays["logits"][:, [1, 3]])
+    assert everything_measured["z_measured"] == pytest.approx(everything_measured["z"])  # nothing constant: = z
+    none_measured = _ls(z, arrays["logits"][:, [0, 2]])
+    assert none_measured["num_measured"] == 0.0 and none_measured["z"] == 1.0
+    assert math.isnan(none_measured["z_measured"]) and math.isnan(none_measured["w_measured"])
+    subset = linear_separability(arrays, LSSettings(attributes=(2, 3)), OPTIONS)
+    assert {key for key in subset if "." in key} == {f"{stat}.{name}" for stat in ("z_h", "w_h", "pos", "neg")
+                                                     for name in ("always", "coin2")}
+    assert subset["num_measured"] == 1.0 and subset["z_measured"] == pytest.approx(2.0 ** (2 * subset["z_h.coin2"]))
+
+
+def test_attribute_names_fall_back_are_made_distinct_and_checked() -> None:
+    from sgeval.metrics.separability import attribute_names
+
+    assert attribute_names({}, 2) == ["attr00", "attr01"]
+    assert attribute_names({"attribute_names": np.array(["a", "", "a", "b"])}, 4) == ["a", "attr01", "a#02", "b"]
+    with pytest.raises(ValueError, match="unicode array"):
+        attribute_names({"attribute_names": np.array(["a", "b"])}, 3)
+    with pytest.raises(ValueError, match="unicode array"):
+        attribute_names({"attribute_names": np.array([b"a", b"b"])}, 2)
 
 
 # ---------------------------------------------------------------------------------------------- classifiers
@@ -331,7 +385,21 @@ def test_sampler_uses_random_noise_per_image() -> None:
 
 def test_sampler_registry() -> None:
     spec = get_sampler("ls")
-    assert spec.networks == ("classifiers",) and spec.version >= 1
+    assert spec.networks == ("classifiers",) and spec.version >= 2  # 2: attribute_names (version 1 had none)
+
+
+def test_sampler_passes_the_classifier_names_as_a_unicode_array(tmp_path: Path) -> None:
+    from sgeval.cache import FeatureCache, cache_key
+
+    arrays = _sample(_tiny_generator(), 4)
+    names = arrays["attribute_names"]
+    assert names.dtype.kind == "U" and names.tolist() == ["r", "g", "b"]  # FakeClassifiers' identity names them
+    cache, fields = FeatureCache(tmp_path), {"test": "names"}
+    cache.store_arrays(cache_key(fields), arrays, fields)
+    loaded = cache.load_arrays(cache_key(fields))  # read with allow_pickle=False
+    assert loaded is not None and loaded["attribute_names"].tolist() == ["r", "g", "b"]
+    values = linear_separability(loaded, LSSettings(), OPTIONS)
+    assert {"z_h.r", "w_h.g", "pos.b", "neg.b"} <= set(values)
 
 
 # ------------------------------------------------------------------------------------------ runner and CLI
@@ -359,14 +427,18 @@ def test_runner_on_a_snapshot_with_cache_jsonl_and_report(tmp_path: Path, snapsh
     cache = tmp_path / "cache"
     first = evaluate("ls@gen48", snapshot, classifiers=folder, cache=cache, progress=False)
     second = evaluate("ls@gen48", snapshot, classifiers=folder, cache=cache, progress=False)
-    assert first.values == second.values and set(first.values) == {"z", "w", "z_h00", "z_h01", "w_h00", "w_h01"}
+    per_attribute = {f"{stat}.{name}" for stat in ("z_h", "w_h", "pos", "neg") for name in ("bright", "red")}
+    assert first.values == second.values  # the names survive the sampler cache (a unicode array, no pickle)
+    assert set(first.values) == {"z", "w", "num_measured", "z_measured", "w_measured"} | per_attribute
+    assert all(first.values[f"pos.{name}"] + first.values[f"neg.{name}"] == 24 for name in ("bright", "red"))
     assert 1.0 <= first.values["z"] <= 4.0 and 1.0 <= first.values["w"] <= 4.0
-    assert first.values["z"] == pytest.approx(2.0 ** (first.values["z_h00"] + first.values["z_h01"]))
+    assert first.values["z"] == pytest.approx(2.0 ** (first.values["z_h.bright"] + first.values["z_h.red"]))
     assert (first.extra["cache_hit"], second.extra["cache_hit"]) == ({"samples": False}, {"samples": True})
     assert first.extra["classifiers"]["attributes"] == ["bright", "red"]
     assert first.detector_sha256 == description["weights_sha256"] and first.num_gen == 48
     line = json.loads((snapshot.parent / "metric-ls@gen48.jsonl").read_text().splitlines()[0])
-    assert line["results"]["ls@gen48_z"] == first.values["z"] and "ls@gen48_w_h01" in line["results"]
+    assert line["results"]["ls@gen48_z"] == first.values["z"] and "ls@gen48_w_h.red" in line["results"]
+    assert line["values"]["pos.bright"] == first.values["pos.bright"] and "ls@gen48_num_measured" in line["results"]
     from sgeval.report import load_results
 
     assert {"ls@gen48_z", "ls@gen48_w"} <= set(load_results(snapshot.parent)["column"])
@@ -415,6 +487,8 @@ def test_cli_train_info_and_ls(tmp_path: Path, snapshot: Path, trained: tuple[Pa
                                       "32", "--no-progress"])
     assert table.exit_code == 0, table.output
     assert "bright" in table.stdout and "ls@gen32_z" in table.stdout and "ls@gen32_w" in table.stdout
+    assert "kept positive" in table.stdout and "ls@gen32_z_measured" in table.stdout
+    assert " of 2 attributes;" in table.stdout and "(counted as 0 bits, official)" in table.stdout
     as_json = CliRunner().invoke(main, ["ls", str(snapshot), "--classifiers", str(folder), "--num-samples", "32",
                                         "--no-progress", "--json"])
     record = json.loads(as_json.stdout)
@@ -424,6 +498,31 @@ def test_cli_train_info_and_ls(tmp_path: Path, snapshot: Path, trained: tuple[Pa
     assert missing.exit_code == 1 and "sgeval classifiers train" in missing.output
     bad = CliRunner().invoke(main, ["classifiers", "info", str(tmp_path)])
     assert bad.exit_code == 1 and "no classifiers.json" in bad.output
+
+
+def test_ls_table_flags_constant_attributes_and_says_what_it_measured(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from sgeval.commands.separability import CONSTANT_FLAG, _print_table
+
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((400, 3))
+    arrays = {"z": z.astype(np.float32), "w": z.astype(np.float32),
+              "logits": _constant_and_measured_logits(rng).astype(np.float32),
+              "attribute_names": np.array(["never", "coin", "always", "coin2"])}
+    values = linear_separability(arrays, LSSettings(), OPTIONS)
+    result = SimpleNamespace(values=values, snapshot=None, num_gen=400, total_time=1.0,
+                             official_key=lambda key: f"ls@gen400_{key}")
+    _print_table(result)
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in {"never", "coin", "always"}}
+    assert rows["never"].split()[1:3] == ["0", "200"] and CONSTANT_FLAG in rows["never"]
+    assert rows["always"].split()[1:3] == ["200", "0"] and CONSTANT_FLAG in rows["always"]
+    assert rows["coin"].split()[1:3] == ["70", "130"] and CONSTANT_FLAG not in rows["coin"]
+    assert ("LS measured 2 of 4 attributes; 2 were constant among the kept samples (counted as 0 bits, official)"
+            in lines)
+    measured = next(line for line in lines if "without the constant attributes" in line)
+    assert f"ls@gen400_z_measured {values['z_measured']:.6g}" in measured and "ls@gen400_w_measured" in measured
 
 
 def test_max_items_trains_on_a_seeded_subset() -> None:
