@@ -24,9 +24,8 @@ from benchmarks.demo.budget import Budget
 from benchmarks.demo.data import DemoData
 from benchmarks.demo.run import CONFIG, Coverage, Timings, training_speed
 
-__all__ = ["DemoResult", "Document", "headline_columns", "metric_table", "write_report"]
+__all__ = ["DemoResult", "Document", "metric_table", "write_report"]
 
-HEADLINE_KEYS = ("precision", "recall", "z", "w")  # value keys shown besides each metric's own (fd, kd, ppl, fid)
 # Debian's IDX files carry no class names; these are Fashion-MNIST's, in label order.
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot")
@@ -124,21 +123,12 @@ def _figure(path: Path, caption: str) -> str:
 # ------------------------------------------------------------------------------------------------- content
 
 
-def headline_columns(results: pd.DataFrame, order: list[str] | None = None) -> list[str]:
-    """The official columns worth a plot and a table column: each metric's own value, precision / recall and the
-    separability of Z and W (not standard deviations, intervals or per-attribute entropies), in the order of the
-    protocols in `order` (others last)."""
-    chosen = results[(results["key"] == results["metric"]) | results["key"].isin(HEADLINE_KEYS)]
-    rank = {protocol: index for index, protocol in enumerate(order or [])}
-    pairs = dict(zip(chosen["column"], chosen["protocol"], strict=True))
-    return sorted(pairs, key=lambda column: rank.get(pairs[column], len(rank)))
-
-
 def metric_table(results: pd.DataFrame, coverage: Coverage, order: list[str] | None = None) -> pd.DataFrame:
-    """One row per snapshot: kimg, every headline metric and the class coverage of its fakes."""
-    from sgeval.report import pivot
+    """One row per snapshot: kimg, every headline metric (`sgeval.report.headline_columns`: each metric's own
+    value, precision / recall, the separability of Z and W) and the class coverage of its fakes."""
+    from sgeval.report import headline_table
 
-    table = pivot(results)[headline_columns(results, order)].reset_index().drop(columns=["run"])
+    table = headline_table(results, order=order).reset_index().drop(columns=["run"])
     table["class_coverage"] = table["snapshot"].map(coverage.entropy)
     return table
 
@@ -210,7 +200,7 @@ def write_figures(snapshot: Path, folder: Path) -> list[tuple[Path, str]]:
 
 
 def _metrics_section(doc: Document, result: DemoResult, results: pd.DataFrame, folder: Path) -> None:
-    from sgeval.report import plot_metric_vs_kimg
+    from sgeval.report import headline_columns, plot_metric_vs_kimg
 
     doc.add("h2", "Metrics per snapshot")
     doc.add("p", "Measured with the project's own domain detector, trained on the dataset's labels: `fd_domain` "
