@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -129,24 +130,62 @@ def measure_snapshots(snapshots: list[Path], protocols: list[str], final_only: l
 
 @dataclasses.dataclass(frozen=True)
 class Coverage:
-    """Class coverage of a labelled dataset and of each snapshot (benchmarks/class_coverage.py)."""
+    """Class or attribute coverage of a labelled dataset and of each snapshot (benchmarks/class_coverage.py).
 
-    data_histogram: np.ndarray  # class fractions of the reals compared with
-    histograms: dict[str, np.ndarray]  # snapshot file name -> class fractions of its fakes
+    Class labels: nearest-real class fractions and their normalised entropy. Attribute labels (they need the
+    classifiers): attribute frequencies as the classifiers decide them, on the reals and on the fakes; `entropy` is
+    NaN there (a set of attribute frequencies is no histogram) and `summaries` holds the frequency comparison.
+    """
+
+    data_histogram: np.ndarray  # class fractions of the reals compared with; attributes: classifier frequencies
+    histograms: dict[str, np.ndarray]  # snapshot file name -> class fractions (attribute frequencies) of its fakes
     entropy: dict[str, float]  # "data" and snapshot file name -> normalised entropy (1 = all classes equally)
+    kind: str = "classes"  # the dataset's labels: "classes" or "attributes"
+    names: list[str] | None = None  # class or attribute names (the classifiers' when given)
+    base_rate: np.ndarray | None = None  # attributes: fraction of the reals whose label has each
+    summaries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # attributes: snapshot -> summary
+    predicted: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # classes with classifiers: "data"
+    # and snapshot file name -> classifier-predicted class fractions (argmax of the one-vs-rest logits)
 
 
-def coverage_of(data: Path, snapshots: list[Path], num_gen: int, seed: int = 0) -> Coverage:
-    """Nearest-real class histogram of `num_gen` fakes per snapshot (seconds per snapshot on a CPU)."""
-    from benchmarks.class_coverage import class_histogram, load_reals, normalised_entropy
+def coverage_of(data: Path, snapshots: list[Path], num_gen: int, seed: int = 0,
+                classifiers: Path | None = None) -> Coverage:
+    """Coverage of `num_gen` fakes per snapshot (seconds per snapshot on a CPU): the nearest-real class histogram
+    for class labels (and, with `classifiers`, the classifier-predicted one); attribute frequencies against the
+    reals for attribute labels, which need `classifiers` (a folder of `sgeval classifiers train`)."""
+    from benchmarks import class_coverage as cc
     from sgmodels.snapshot import load_generator
 
-    reals, labels = load_reals(str(data), 10_000, seed)
+    labelled = cc.load_labelled(str(data), 10_000, seed)
+    loaded = None
+    if classifiers is not None:
+        from sgeval.classifiers import load_classifiers
+
+        loaded = load_classifiers(classifiers)
+    if labelled.kind == "attributes":
+        if loaded is None:
+            raise ValueError(f"{data} has attribute labels: its coverage check needs the classifiers trained on it")
+        real = cc.real_frequencies(loaded, labelled)
+        found = {path.name: cc.attribute_frequencies(load_generator(path), loaded, labelled, num_gen, seed, real)
+                 for path in snapshots}
+        return Coverage(real[1], {name: freq.fake for name, freq in found.items()},
+                        {"data": math.nan} | {name: math.nan for name in found}, kind="attributes",
+                        names=list(loaded.attributes), base_rate=real[0],
+                        summaries={name: freq.summary() for name, freq in found.items()})
+    reals, labels = cc.nearest_real_inputs(labelled.images), labelled.targets.argmax(axis=1)
     data_histogram = np.bincount(labels) / len(labels)
-    histograms = {path.name: class_histogram(load_generator(path), reals, labels, num_gen, seed) for path in snapshots}
-    entropy = {"data": normalised_entropy(data_histogram)}
-    entropy.update({name: normalised_entropy(hist) for name, hist in histograms.items()})
-    return Coverage(data_histogram, histograms, entropy)
+    generators = {path.name: load_generator(path) for path in snapshots}
+    histograms = {name: cc.class_histogram(G, reals, labels, num_gen, seed) for name, G in generators.items()}
+    entropy = {"data": cc.normalised_entropy(data_histogram)}
+    entropy.update({name: cc.normalised_entropy(hist) for name, hist in histograms.items()})
+    predicted: dict[str, np.ndarray] = {}
+    if loaded is not None:
+        cc.check_classifiers(loaded, labelled)
+        predicted["data"] = cc.predicted_class_histogram(cc.classifier_logits(loaded, cc.real_batches(labelled.images)))
+        predicted.update({name: cc.predicted_class_histogram(cc.classifier_logits(loaded, cc.fake_batches(
+            G, num_gen, seed))) for name, G in generators.items()})
+    return Coverage(data_histogram, histograms, entropy, names=labelled.names if loaded is None
+                    else list(loaded.attributes), predicted=predicted)
 
 
 def training_speed(run_dir: Path) -> tuple[float | None, float | None]:
