@@ -163,7 +163,7 @@ def _checked(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
     kind="generator",
     higher_is_better=False,
     needs="none",
-    value_keys=("z", "w", "num_measured", "z_measured", "w_measured"),
+    value_keys=("z", "w"),  # the headline values; num_measured, z/w_measured and the per-attribute ones: details
     primary=None,
     settings_type=LSSettings,
     description="Linear separability (Karras et al. 2019): 2^(sum of H(Y|X) bits) of linear SVMs on z and on w",
