@@ -190,23 +190,24 @@ def per_name_key(key: str) -> tuple[str, str] | None:
     return None
 
 
-def _headline_keys(metric: str) -> tuple[str, ...]:
-    """Headline value keys of `metric`: its registered primary key, or all its value keys when it has no primary;
-    the key named like the metric when the registry does not know it."""
+def _metric_keys(metric: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(value keys, headline value keys) of `metric`: the headline is its registered primary key, or all its value
+    keys when it has no primary; for a metric the registry does not know, the key named like the metric."""
     from sgeval.metrics.registry import get_metric  # imports the metric modules (and torch) only when needed
 
     try:
         spec = get_metric(metric)
     except ValueError:
-        return (metric,)
-    return spec.value_keys if spec.primary is None else (spec.primary,)
+        return (metric,), (metric,)
+    return spec.value_keys, spec.value_keys if spec.primary is None else (spec.primary,)
 
 
 def value_kind(metric: str, key: str) -> ValueKind:
-    """"per_name" (`per_name_key` parses it), "headline" (see `_headline_keys`) or "detail" (any other key)."""
+    """"per_name" (`per_name_key` parses it), "headline" (the metric's registered primary value, or all its values
+    when it has none; the key named like the metric when it is not registered) or "detail" (any other key)."""
     if per_name_key(key) is not None:
         return "per_name"
-    return "headline" if key in _headline_keys(metric) else "detail"
+    return "headline" if key in _metric_keys(metric)[1] else "detail"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +250,7 @@ def split_columns(df: pd.DataFrame, order: Sequence[str] | None = None) -> Colum
         df[["metric", "protocol", "key", "column"]].drop_duplicates("column").itertuples(index=False)
     ):
         if metric not in keys_of:
-            keys_of[metric] = _registered_keys(metric)
+            keys_of[metric] = _metric_keys(metric)[0]
         kinds[column] = value_kind(metric, key)
         registered = keys_of[metric]
         key_rank = registered.index(key) if key in registered else len(registered)
@@ -257,15 +258,6 @@ def split_columns(df: pd.DataFrame, order: Sequence[str] | None = None) -> Colum
     ordered = sorted(kinds, key=ranks.__getitem__)
     return ColumnSplit(*([column for column in ordered if kinds[column] == kind]
                          for kind in ("headline", "detail", "per_name")))
-
-
-def _registered_keys(metric: str) -> tuple[str, ...]:
-    from sgeval.metrics.registry import get_metric
-
-    try:
-        return get_metric(metric).value_keys
-    except ValueError:
-        return (metric,)
 
 
 def headline_columns(df: pd.DataFrame, order: Sequence[str] | None = None) -> list[str]:
@@ -532,6 +524,8 @@ def report_command(
         if details:
             extra = [details_table(df, agg=agg), per_name_details(df, agg=agg)]
             tables += [(title, table) for title, table in zip(_DETAIL_TITLES, extra, strict=True) if table.size]
+            if len(tables) == 1:
+                click.echo("no detail or per-name values: the headline table is all there is", err=True)
         elif split.hidden:
             click.echo(f"{len(split.hidden)} more columns (details, per-name values) not shown: --details adds them as "
                        "their own tables, --all-columns gives one table with every column", err=True)

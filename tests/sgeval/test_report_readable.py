@@ -235,3 +235,13 @@ def test_report_command_names_the_panels_left_out(tmp_path: Path) -> None:
     assert "plotted the first 12 of 15 headline columns; left out: " in err and "(choose with --plot-metrics)" in err
     with Image.open(tmp_path / "p.png") as image:
         assert image.size == (1260, 1200)
+
+
+def test_details_of_a_run_without_any(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _result(run, "fid50k_full", 40, {"fid": 7.5})
+    code, out, err = _invoke(str(run), "--details")
+    assert code == 0 and _markdown_tables(out) == [["run", "snapshot", "kimg", "fid50k_full"]]
+    assert out.endswith(" 40 |           7.5 |\n")
+    assert "no detail or per-name values" in err
+    assert details_table(load_results(run)).shape == (0, 0)
