@@ -442,6 +442,11 @@ def test_runner_on_a_snapshot_with_cache_jsonl_and_report(tmp_path: Path, snapsh
     from sgeval.report import load_results
 
     assert {"ls@gen48_z", "ls@gen48_w"} <= set(load_results(snapshot.parent)["column"])
+    from sgeval.report import per_name_details
+
+    per_name = per_name_details(load_results(snapshot.parent))  # one row per attribute, named
+    assert per_name.index.get_level_values("name").tolist() == ["bright", "red"]
+    assert {"ls@gen48 z_h", "ls@gen48 w_h", "ls@gen48 pos", "ls@gen48 neg"} <= set(per_name.columns)
 
 
 def test_runner_errors_and_a_generator_without_mapping(tmp_path: Path, snapshot: Path) -> None:
