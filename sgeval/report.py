@@ -15,7 +15,7 @@ adds the details (`details_table`, official column names) and the per-name value
 column per `<protocol> <stat>` (`per_name_details`); `--all-columns` prints the old full-width pivot. CSV, being
 for scripts, always holds the full pivot. `--plot PATH` draws the headline values against kimg in a grid of
 panels, 3 per row, at most 12 (the rest is named on standard error); `--plot-metrics` chooses columns by official
-name or glob pattern (`ls*`, `*precision`).
+name or glob pattern (`ls*`, `*precision`), all of them (no cap). Each panel is 420 x 300 px.
 """
 
 from __future__ import annotations
