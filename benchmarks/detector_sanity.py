@@ -12,7 +12,8 @@
    as kimg grows).
 
 Features come from the registered "domain" extractor (the same code as `sgeval fd`), FD from the `fd` metric
-(FID's formula, covariance / N). Prints tables and the checks; --out writes them as JSON. Exit status 1 when a
+(FID's formula, covariance / N); steps 1 and 2 are `sgeval.stick_checks`, which `sgeval detector train` also runs
+on its held-out images. Prints tables and the checks; --out writes them as JSON. Exit status 1 when a
 check fails.
 """
 
@@ -21,39 +22,18 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tabulate
 import torch
-from torch.nn import functional as F
 
-BLUR_SIGMAS = (0.5, 1.0, 2.0)  # pixels
-NOISE_SIGMAS = (8.0, 16.0, 32.0)  # grey levels of 0..255
+from sgeval.stick_checks import add_noise, degradation_checks, degradation_rows, gaussian_blur
 
+__all__ = ["add_noise", "dataset_rows", "degradation_checks", "gaussian_blur", "main", "ranking_check", "spearman"]
 
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """uint8 [N, C, H, W] -> blurred uint8 (separable Gaussian, radius ceil(3 sigma), reflected borders)."""
-    radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()  # [2r + 1]
-    channels = images.shape[1]
-    x = images.float()  # [N, C, H, W]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1),
-                 groups=channels)
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1),
-                 groups=channels)
-    return x.round().clamp(0, 255).to(torch.uint8)
-
-
-def add_noise(images: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    """uint8 [N, C, H, W] plus N(0, sigma^2) grey levels (seeded), rounded and clipped to uint8."""
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)) * sigma
-    return (images.float() + noise).round().clamp(0, 255).to(torch.uint8)
 
 
 def _features(extractor: Any, images: torch.Tensor, batch: int = 500) -> np.ndarray:
@@ -66,41 +46,17 @@ def _features(extractor: Any, images: torch.Tensor, batch: int = 500) -> np.ndar
     return np.concatenate(rows)
 
 
-def _fd(a: np.ndarray, b: np.ndarray) -> float:
-    from sgeval.metrics.fid import FIDSettings, fd
-
-    return fd(a, b, FIDSettings(cov_ddof=0))["fd"]
-
-
-def degradation_rows(data: str, detector: str, num: int | None, seed: int) -> list[dict[str, Any]]:
-    """[{"condition", "degree", "fd"}]: halves, then blur and noise degrees (see the module docstring)."""
+def dataset_rows(data: str, detector: str, num: int | None, seed: int) -> list[dict[str, Any]]:
+    """[{"condition", "degree", "fd"}] on the images of `data` (all, or a seeded subset of `num`): halves, then
+    blur and noise degrees (`sgeval.stick_checks.degradation_rows`, through the registered "domain" extractor)."""
     from sgeval.features.registry import build_extractor
     from sgeval.sources.images import open_image_source
 
     source = open_image_source(data)
-    order = np.random.default_rng(seed).permutation(source.num_items)[:num]
-    half = order.size // 2
-    images = source.read(np.sort(order).tolist())  # [n, C, H, W] uint8, dataset order
-    shuffled = torch.from_numpy(np.argsort(np.argsort(order)))  # position of each chosen item in `images`
-    a_images, b_images = images[shuffled[:half]], images[shuffled[half : 2 * half]]
+    chosen = np.sort(np.random.default_rng(seed).permutation(source.num_items)[:num])
+    images = source.read(chosen.tolist())  # [n, C, H, W] uint8, dataset order
     extractor = build_extractor("domain", weights_path=detector)
-    reference = _features(extractor, a_images)
-    conditions: list[tuple[str, float, Callable[[torch.Tensor], torch.Tensor]]] = [("halves", 0.0, lambda x: x)]
-    conditions += [("blur", sigma, functools.partial(gaussian_blur, sigma=sigma)) for sigma in BLUR_SIGMAS]
-    conditions += [("noise", sigma, functools.partial(add_noise, sigma=sigma, seed=seed)) for sigma in NOISE_SIGMAS]
-    return [{"condition": name, "degree": degree, "fd": _fd(reference, _features(extractor, change(b_images)))}
-            for name, degree, change in conditions]
-
-
-def degradation_checks(rows: Sequence[dict[str, Any]]) -> dict[str, bool]:
-    """Near-0 halves (below every degraded value) and monotonic growth with each degradation."""
-    halves = rows[0]["fd"]
-    checks = {"halves below every degradation": all(row["fd"] > halves for row in rows[1:])}
-    for name in ("blur", "noise"):
-        values = [row["fd"] for row in rows if row["condition"] == name]
-        pairs = zip(values[:-1], values[1:], strict=True)
-        checks[f"{name} monotonic"] = all(later > earlier for earlier, later in pairs)
-    return checks
+    return degradation_rows(images, functools.partial(_features, extractor), seed)
 
 
 def snapshot_rows(runs: str, data: str, detector: str, num_gen: int, seed: int) -> list[dict[str, Any]]:
@@ -144,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = degradation_rows(args.data, args.detector, args.num, args.seed)
-    checks = degradation_checks(rows)
+    rows = dataset_rows(args.data, args.detector, args.num, args.seed)
+    checks = degradation_checks(rows, strict=True)
     print(tabulate.tabulate([[row["condition"], row["degree"] or "", f"{row['fd']:.4g}"] for row in rows],
                             headers=["B is", "sigma", "FD(A, B)"], tablefmt="github"))
     result: dict[str, Any] = {"data": args.data, "detector": args.detector, "num": args.num, "seed": args.seed,

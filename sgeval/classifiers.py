@@ -37,7 +37,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,16 @@ import torch
 from sgeval.atomic import atomic_write_bytes, atomic_write_text
 from sgeval.classifier_set import OFFICIAL_PATTERN, TRAIN_HINT, BaseClassifierSet, ClassifierError
 from sgeval.imageops import box_downsample  # the official box filter (mean over f x f blocks)
+from sgeval.label_quality import accuracy_rows as quality_rows
+from sgeval.label_quality import attribute_quality
 from sgmodels.untrusted import read_json_file
 
-__all__ = ["AttributeClassifier", "BaseClassifierSet", "ClassifierError", "ClassifierSet", "DecodedImages",
-           "TrainOptions", "accuracy_rows", "attribute_loss", "attribute_targets", "channels_at_resolution",
-           "checked_architecture", "class_names_of", "fit_logits", "input_geometry", "load_checked_tensors",
-           "load_classifiers", "predict_logits", "read_description", "save_classifiers", "save_described_tensors",
-           "split_items", "train_classifiers"]
+__all__ = ["BALANCE_MODES", "AttributeClassifier", "BaseClassifierSet", "ClassifierError", "ClassifierSet",
+           "DecodedImages", "LossFn", "TrainOptions", "accuracy_rows", "attribute_loss", "attribute_targets",
+           "attribute_weights", "channels_at_resolution", "checked_architecture", "class_weights", "fit_logits",
+           "input_geometry", "label_names_of", "load_checked_tensors", "load_classifiers", "predict_logits",
+           "read_description", "save_classifiers", "save_described_tensors", "split_items", "train_classifiers",
+           "weighted_attribute_loss", "weighted_class_loss"]
 
 PathLike = str | os.PathLike[str]
 FORMAT = "sgeval-classifiers/v1"
@@ -175,7 +178,7 @@ class ClassifierSet(BaseClassifierSet):
 # Labels
 
 
-def attribute_targets(labels: np.ndarray | None, num_classes: int, class_names: Sequence[str] | None,
+def attribute_targets(labels: np.ndarray | None, num_classes: int, label_names: Sequence[str] | None,
                       names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], str]:
     """Binary targets bool [N, A], attribute names and the label kind ("classes" or "attributes").
 
@@ -183,15 +186,15 @@ def attribute_targets(labels: np.ndarray | None, num_classes: int, class_names: 
         labels: int64 [N] class indices (one-vs-rest: attribute k = "is class k") or float [N, A] attribute
             vectors with 0/1 or -1/+1 entries (present: 1 / +1).
         num_classes: A for class labels (the dataset's class count).
-        class_names: names of the classes when the dataset has them.
-        names: attribute names to use instead (length A).
+        label_names: the dataset's names of its classes or attributes, when it records them.
+        names: names to use instead (length A), e.g. from the command line.
     """
     if labels is None:
         raise ValueError(f"the dataset has no labels (no dataset.json labels, no class sub-folders); {TRAIN_HINT} "
                          "on a labelled dataset")
     if labels.ndim == 1:
         targets = np.eye(num_classes, dtype=bool)[labels.astype(np.int64)]  # [N, A] one-vs-rest
-        kind, default = "classes", list(class_names or [f"class{k:02d}" for k in range(num_classes)])
+        kind, default = "classes", [f"class{k:02d}" for k in range(num_classes)]
     else:
         values = np.unique(labels)
         if set(values.tolist()) <= {0.0, 1.0}:
@@ -201,17 +204,16 @@ def attribute_targets(labels: np.ndarray | None, num_classes: int, class_names: 
         else:
             raise ValueError(f"attribute labels must be binary (0/1 or -1/+1), found values {values[:6].tolist()}")
         kind, default = "attributes", [f"attr{k:02d}" for k in range(labels.shape[1])]
-    chosen = list(names) if names else default
+    recorded = list(label_names)[: targets.shape[1]] if label_names else None  # a subset keeps every class name
+    chosen = list(names) if names else (recorded if recorded and len(recorded) == targets.shape[1] else default)
     if len(chosen) != targets.shape[1] or len(set(chosen)) != len(chosen):
-        raise ValueError(f"need {targets.shape[1]} distinct attribute names, got {len(chosen)}: {chosen}")
+        raise ValueError(f"need {targets.shape[1]} distinct {kind[:-1]} names, got {len(chosen)}: {chosen[:8]}")
     return targets, chosen, kind
 
 
-def class_names_of(source: Any) -> list[str] | None:
-    names = getattr(source, "class_names", None)  # the image sources do not expose them publicly yet
-    if names is None:
-        table = getattr(getattr(source, "_reader", None), "labels", None)
-        names = getattr(table, "class_names", None)
+def label_names_of(source: Any) -> list[str] | None:
+    """The names a labelled image source records for its classes or attributes (None when it has none)."""
+    names = getattr(source, "label_names", None)
     return list(names) if names else None
 
 
@@ -231,10 +233,57 @@ class TrainOptions:
     resolution: int | None = None  # input resolution (dataset images box-downsampled); None: the dataset's
     channel_base: int = 2048  # see AttributeClassifier
     channel_max: int = 128  # see AttributeClassifier
+    balance: str = "sqrt"  # loss weights of rare labels (BALANCE_MODES): none, sqrt or full inverse frequency
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 < self.held_out < 1:
             raise ValueError("epochs and batch_size must be >= 1, lr > 0 and held_out in (0, 1)")
+        if self.balance not in BALANCE_MODES:
+            raise ValueError(f"balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}")
+
+
+# How rare labels are weighted in the loss: a positive of an attribute with positive share p weighs
+# ((1 - p) / p)^power against its negatives (binary cross-entropy), a class with share p_k weighs (1 / (K p_k))^power
+# (cross-entropy); power 0 ("none"), 1/2 ("sqrt") or 1 ("full": every label counts as if balanced). The shares come
+# from the training split; a label absent from it keeps weight 1. docs/metrics.md gives the measurement behind the
+# default.
+BALANCE_MODES = ("none", "sqrt", "full")
+_BALANCE_POWER = {"none": 0.0, "sqrt": 0.5, "full": 1.0}
+MAX_LABEL_WEIGHT = 100.0  # a label seen once in 10^5 images must not dominate every step
+
+
+def attribute_weights(targets: np.ndarray, balance: str) -> np.ndarray:
+    """float32 [A] weights of the positives of bool targets [N, A] (the training split) for `balance`."""
+    positives = targets.sum(axis=0).astype(np.float64)  # [A]
+    negatives = targets.shape[0] - positives
+    ratio = np.divide(negatives, positives, out=np.ones_like(positives), where=(positives > 0) & (negatives > 0))
+    return np.clip(ratio ** _BALANCE_POWER[balance], 1 / MAX_LABEL_WEIGHT, MAX_LABEL_WEIGHT).astype(np.float32)
+
+
+def class_weights(classes: np.ndarray, num_classes: int, balance: str) -> np.ndarray:
+    """float32 [K] cross-entropy weights of class indices [N] (the training split) for `balance`."""
+    counts = np.bincount(classes, minlength=num_classes).astype(np.float64)  # [K]
+    ratio = np.divide(classes.size, num_classes * counts, out=np.ones_like(counts), where=counts > 0)
+    return np.clip(ratio ** _BALANCE_POWER[balance], 1 / MAX_LABEL_WEIGHT, MAX_LABEL_WEIGHT).astype(np.float32)
+
+
+def weighted_attribute_loss(positive_weights: torch.Tensor) -> LossFn:
+    """Binary cross-entropy with positives weighted per attribute [A], summed over attributes, mean over B."""
+
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, targets, pos_weight=positive_weights.to(logits.device), reduction="none").sum(dim=1).mean()
+
+    return loss
+
+
+def weighted_class_loss(weights: torch.Tensor) -> LossFn:
+    """Cross-entropy of logits [B, K] against class indices [B] with per-class weights [K] (weighted mean)."""
+
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, targets, weight=weights.to(logits.device))
+
+    return loss
 
 
 def _split(count: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,9 +315,13 @@ class DecodedImages:
         size = int(source.num_items) * int(np.prod(source.image_shape))
         self.all = source.read(range(source.num_items)) if size <= _PRELOAD_BYTES else None  # [N, C, H, W]
 
+    def uint8(self, indices: np.ndarray) -> torch.Tensor:
+        """uint8 images [B, C, H, W] as stored."""
+        return self.all[torch.from_numpy(indices)] if self.all is not None else self.source.read(indices.tolist())
+
     def float(self, indices: np.ndarray, factor: int, device: torch.device) -> torch.Tensor:
         """Float images [B, C, H / f, W / f] in [-1, 1] (x / 127.5 - 1, the official dataset scaling)."""
-        batch = self.all[torch.from_numpy(indices)] if self.all is not None else self.source.read(indices.tolist())
+        batch = self.uint8(indices)
         return box_downsample(batch.to(device).float() / 127.5 - 1, factor)
 
 
@@ -304,7 +357,7 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
     source = open_image_source(data)
     vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled
     targets, attributes, kind = attribute_targets(source.labels, 0 if vectors is None else vectors.shape[1],
-                                                  class_names_of(source), names)
+                                                  label_names_of(source), names)
     channels, native, resolution = input_geometry(source.image_shape, options.resolution)
     architecture = checked_architecture({"resolution": resolution, "channels": channels,
                                           "num_attributes": len(attributes), "channel_base": options.channel_base,
@@ -315,12 +368,13 @@ def train_classifiers(data: PathLike, outdir: PathLike, options: TrainOptions = 
         torch.manual_seed(options.seed)
         model = AttributeClassifier(**architecture).to(torch_device)
     images = DecodedImages(source)
+    loss = weighted_attribute_loss(torch.from_numpy(attribute_weights(targets[train], options.balance)))
     fit_logits(model, images, torch.from_numpy(targets).float(), train, native // resolution, options, torch_device,
-         progress)
-    accuracy = _accuracy(model, images, targets, held, native // resolution, options.batch_size, torch_device)
+               progress, loss_fn=loss)
+    logits = predict_logits(model, images, held, native // resolution, options.batch_size, torch_device)
     description = {
         "format": FORMAT, "architecture": architecture, "attributes": attributes, "label_kind": kind,
-        "held_out_accuracy": dict(zip(attributes, accuracy, strict=True)),
+        "held_out_accuracy": attribute_quality(logits, targets[held], attributes),
         "num_train": int(train.size), "num_held_out": int(held.size),
         "dataset": {"path": str(Path(data).expanduser()), "fingerprint": source.fingerprint(),
                     "num_items": int(source.num_items), "image_shape": list(source.image_shape)},
@@ -369,13 +423,6 @@ def predict_logits(model: AttributeClassifier, images: DecodedImages, items: np.
     out = [model(images.float(items[start : start + batch_size], factor, device)).cpu().numpy()
            for start in range(0, items.size, batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
-
-
-def _accuracy(model: AttributeClassifier, images: DecodedImages, targets: np.ndarray, held: np.ndarray, factor: int,
-              batch_size: int, device: torch.device) -> list[float]:
-    """Fraction of held-out images whose decision (logit >= 0) matches the label, per attribute."""
-    decisions = predict_logits(model, images, held, factor, batch_size, device) >= 0  # [M, A]
-    return (decisions == targets[held]).mean(axis=0).tolist()
 
 
 def _bar(total: int, enabled: bool, desc: str = "classifiers") -> Any:
@@ -521,7 +568,10 @@ def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.T
             raise ClassifierError(f"{path}: tensor {name} holds NaN or infinite values")
 
 
-def accuracy_rows(description: dict[str, Any]) -> Iterable[tuple[str, float]]:
-    """(attribute, held-out accuracy) pairs of a description, in attribute order."""
-    accuracy = description.get("held_out_accuracy") or {}
-    return [(name, float(accuracy.get(name, float("nan")))) for name in description["attributes"]]
+def accuracy_rows(description: dict[str, Any]) -> list[dict[str, Any]]:
+    """Held-out rows of a checked description (`sgeval.label_quality.accuracy_rows`: accuracy, base rate, balanced
+    accuracy, positives, flag), the overall row first, then one per attribute in order."""
+    recorded = description.get("held_out_accuracy")
+    if isinstance(recorded, dict) and "per_name" not in recorded:  # written before base rates were recorded
+        recorded = {"per_name": recorded}
+    return quality_rows(recorded, description["attributes"])

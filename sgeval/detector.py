@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import re
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +52,32 @@ from sgeval.classifiers import (
     AttributeClassifier,
     ClassifierError,
     DecodedImages,
+    LossFn,
     TrainOptions,
-    attribute_loss,
     attribute_targets,
+    attribute_weights,
     channels_at_resolution,
     checked_architecture,
-    class_names_of,
+    class_weights,
     fit_logits,
     input_geometry,
+    label_names_of,
     load_checked_tensors,
     predict_logits,
     save_described_tensors,
     split_items,
+    weighted_attribute_loss,
+    weighted_class_loss,
 )
 from sgeval.imageops import box_downsample  # the official box filter (mean over f x f blocks)
+from sgeval.label_quality import accuracy_rows, attribute_quality, class_quality
+from sgeval.stick_checks import sanity_verdict
 from sgeval.weights import WeightsError
 from sgmodels.untrusted import read_json_file
 
 __all__ = ["DEFAULT_OPTIONS", "DESCRIPTION_FILE", "FORMAT", "RESIZE_POLICY", "WEIGHTS_FILE", "DetectorError",
-           "DomainDetector", "accuracy_table", "detector_files", "feature_dim", "load_detector",
-           "read_detector_description", "train_detector"]
+           "DetectorSanityWarning", "DomainDetector", "accuracy_table", "detector_files", "feature_dim",
+           "load_detector", "read_detector_description", "sanity_caveat", "sanity_status", "train_detector"]
 
 PathLike = str | os.PathLike[str]
 FORMAT = "sgeval-domain-detector/v1"
@@ -81,6 +87,7 @@ RESIZE_POLICY = "box-integer/v1"  # the training resolution, or an integer multi
 TRAIN_HINT = "train one with `sgeval detector train --data LABELLED.zip --outdir DIR`"
 # D = 256; minutes on a CPU at 32x32. lr below the classifiers' 2e-3: at 256 channels that rate diverges.
 DEFAULT_OPTIONS = TrainOptions(epochs=3, lr=5e-4, channel_base=1024, channel_max=256)
+SANITY_MAX_IMAGES = 2000  # held-out images of the self-check (FD of 7 conditions: seconds on a CPU)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -134,13 +141,30 @@ class DomainDetector(torch.nn.Module):
         factor = height // self.resolution if height == width and height % self.resolution == 0 else 1
         return self.model.stage_maps(box_downsample(images, factor))
 
+    def caveats(self) -> list[str]:
+        """[the warning of a failed self-check] or [] (passed, or trained before the check existed)."""
+        caveat = sanity_caveat(self.description, self.weights_path)
+        return [caveat] if caveat else []
+
     def summary(self) -> dict[str, Any]:
-        """JSON-able record for results: format, sha256, names, input, held-out accuracy, dataset fingerprint."""
+        """JSON-able record for results: format, sha256, names, input, held-out accuracy (with base rate and
+        balanced accuracy), flagged names, the self-check's verdict (with a "caveat" when it failed), dataset
+        fingerprint."""
         dataset = self.description.get("dataset")
-        return {"format": FORMAT, "weights_sha256": self.weights_sha256, "label_kind": self.description["label_kind"],
-                "names": self.names, "resolution": self.resolution, "channels": self.channels,
-                "feature_dim": self.feature_dim, "held_out_accuracy": accuracy_table(self.description)[0][1],
-                "dataset_fingerprint": dataset.get("fingerprint") if isinstance(dataset, dict) else None}
+        overall = accuracy_table(self.description)[0]
+        state, failed = sanity_status(self.description)
+        recorded = self.description.get("held_out_accuracy")
+        flagged = recorded.get("flagged") if isinstance(recorded, dict) else None
+        summary = {"format": FORMAT, "weights_sha256": self.weights_sha256,
+                   "label_kind": self.description["label_kind"], "names": self.names, "resolution": self.resolution,
+                   "channels": self.channels, "feature_dim": self.feature_dim,
+                   "held_out_accuracy": overall["accuracy"], "held_out_base_rate": overall["base_rate"],
+                   "held_out_balanced_accuracy": overall["balanced_accuracy"],
+                   "flagged": flagged if isinstance(flagged, dict) else {},
+                   "sanity": {"state": state, "failed": failed},
+                   "dataset_fingerprint": dataset.get("fingerprint") if isinstance(dataset, dict) else None}
+        caveat = sanity_caveat(self.description, self.weights_path)
+        return summary | ({"caveat": caveat} if caveat else {})
 
 
 def feature_dim(architecture: dict[str, int]) -> int:
@@ -163,26 +187,36 @@ def _deterministic() -> Iterator[None]:
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
 
 
-def _class_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of logits [B, K] against class indices [B] (int64), mean over B."""
-    return torch.nn.functional.cross_entropy(logits, targets)
+def _loss(classes: np.ndarray | None, targets: np.ndarray, options: TrainOptions) -> LossFn:
+    """The training loss with the rare-label weights of `options.balance` from the training split: cross-entropy
+    for class indices [N_train], binary cross-entropy for attribute targets bool [N_train, A]."""
+    if classes is not None:
+        return weighted_class_loss(torch.from_numpy(class_weights(classes, targets.shape[1], options.balance)))
+    return weighted_attribute_loss(torch.from_numpy(attribute_weights(targets, options.balance)))
 
 
-def _held_out_accuracy(logits: np.ndarray, labels: np.ndarray | None, targets: np.ndarray,
-                       names: list[str]) -> dict[str, Any]:
-    """{"overall": fraction correct, "per_name": {name: fraction or None}} on the held-out logits [M, A].
+def _held_out_quality(logits: np.ndarray, classes: np.ndarray | None, targets: np.ndarray,
+                      names: list[str]) -> dict[str, Any]:
+    """Accuracy, base rate and balanced accuracy (overall and per name, `sgeval.label_quality`) of held-out logits
+    [M, A]: top-1 against class indices [M], or decisions (logit >= 0) against attribute targets bool [M, A]."""
+    if classes is not None:
+        return class_quality(logits, classes, names)
+    return attribute_quality(logits, targets, names)
 
-    Classes: top-1 overall, and per class the fraction of its held-out images predicted as it (None when the split
-    holds none). Attributes: decision logit >= 0 against the label, per attribute and over all entries.
-    """
-    if labels is not None:
-        predicted = logits.argmax(axis=1)
-        per_name = {name: (float((predicted[labels == k] == k).mean()) if (labels == k).any() else None)
-                    for k, name in enumerate(names)}
-        return {"overall": float((predicted == labels).mean()), "per_name": per_name}
-    correct = (logits >= 0) == targets  # [M, A]
-    return {"overall": float(correct.mean()),
-            "per_name": dict(zip(names, correct.mean(axis=0).tolist(), strict=True))}
+
+def _sanity(model: AttributeClassifier, images: DecodedImages, held: np.ndarray, factor: int, quality: dict[str, Any],
+            options: TrainOptions, device: torch.device) -> dict[str, Any]:
+    """`sgeval.stick_checks.sanity_verdict` on (at most SANITY_MAX_IMAGES of) the held-out images."""
+    chosen = held[:SANITY_MAX_IMAGES]
+    raw = images.uint8(chosen)  # [n, C, kR, kR] as stored: degraded at the resolution that is evaluated
+
+    @torch.no_grad()
+    def features(batch: torch.Tensor) -> np.ndarray:
+        rows = [model.embedding(box_downsample(part.to(device).float() / 127.5 - 1, factor)).cpu()
+                for part in batch.split(options.batch_size)]
+        return torch.cat(rows).numpy().astype(np.float64)
+
+    return sanity_verdict(raw, features, quality["overall"]["balanced_accuracy"], options.seed)
 
 
 def train_detector(
@@ -193,6 +227,7 @@ def train_detector(
     max_items: int | None = None,  # train and hold out within a seeded random subset of this many items
     device: str = "cpu",  # torch device of training
     progress: bool = True,  # tqdm bar on stderr
+    names: Sequence[str] | None = None,  # class or attribute names instead of the dataset's
 ) -> dict[str, Any]:
     """Train a domain detector on the labels of `data`; returns the description written to outdir/detector.json.
 
@@ -212,7 +247,8 @@ def train_detector(
     source = open_image_source(data)
     labels = source.labels  # int64 [N] classes, float [N, A] attributes, or None (refused by attribute_targets)
     vectors = source.label_vectors()  # [N, classes or attributes], None when unlabelled
-    targets, names, kind = attribute_targets(labels, 0 if vectors is None else vectors.shape[1], class_names_of(source))
+    targets, names, kind = attribute_targets(labels, 0 if vectors is None else vectors.shape[1], label_names_of(source),
+                                             names)
     channels, native, resolution = input_geometry(source.image_shape, options.resolution)
     architecture = checked_architecture({"resolution": resolution, "channels": channels,
                                           "num_attributes": len(names), "channel_base": options.channel_base,
@@ -222,21 +258,24 @@ def train_detector(
     fit_targets = torch.from_numpy(classes) if classes is not None else torch.from_numpy(targets).float()
     torch_device = torch.device(device)
     images = DecodedImages(source)
+    factor = native // resolution
     with _deterministic():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
             model = AttributeClassifier(**architecture).to(torch_device)
-        fit_logits(model, images, fit_targets, train, native // resolution, options, torch_device, progress,
-             loss_fn=_class_loss if classes is not None else attribute_loss, desc="detector")
-        logits = predict_logits(model, images, held, native // resolution, options.batch_size, torch_device)
-    accuracy = _held_out_accuracy(logits, None if classes is None else classes[held], targets[held], names)
+        loss = _loss(None if classes is None else classes[train], targets[train], options)
+        fit_logits(model, images, fit_targets, train, factor, options, torch_device, progress, loss_fn=loss,
+                   desc="detector")
+        logits = predict_logits(model, images, held, factor, options.batch_size, torch_device)
+        quality = _held_out_quality(logits, None if classes is None else classes[held], targets[held], names)
+        sanity = _sanity(model, images, held, factor, quality, options, torch_device)
     description = {
         "format": FORMAT, "architecture": architecture, "names": names, "label_kind": kind,
         "loss": "cross_entropy" if classes is not None else "binary_cross_entropy",
         "input": {"resolution": resolution, "channels": channels, "scaling": "x / 127.5 - 1",
                   "resize": RESIZE_POLICY},
         "feature_dim": feature_dim(architecture), "feature_layer": "dense layer before the head (leaky ReLU 0.2)",
-        "held_out_accuracy": accuracy, "num_train": int(train.size), "num_held_out": int(held.size),
+        "held_out_accuracy": quality, "sanity": sanity, "num_train": int(train.size), "num_held_out": int(held.size),
         "dataset": {"path": str(Path(data).expanduser()), "fingerprint": source.fingerprint(),
                     "num_items": int(source.num_items), "image_shape": list(source.image_shape)},
         "training": dataclasses.asdict(options) | {"max_items": max_items, "device": device,
@@ -314,18 +353,39 @@ def load_detector(path: PathLike, device: str | torch.device = "cpu") -> DomainD
                              "train the detector again")
     except ClassifierError as error:
         raise DetectorError(str(error)) from None
+    caveat = sanity_caveat(description, weights)
+    if caveat:
+        warnings.warn(caveat, DetectorSanityWarning, stacklevel=2)
     return DomainDetector(model, description, weights).to(device)
 
 
-def accuracy_table(description: dict[str, Any]) -> list[tuple[str, float]]:
-    """(name, held-out accuracy) rows of a checked description, the overall value first; NaN where none was measured
-    (or the untrusted file holds something else than a number there)."""
-    recorded = description.get("held_out_accuracy")
-    accuracy: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-    per_name = accuracy["per_name"] if isinstance(accuracy.get("per_name"), dict) else {}
+def accuracy_table(description: dict[str, Any]) -> list[dict[str, Any]]:
+    """Held-out rows of a checked description (`sgeval.label_quality.accuracy_rows`: name, accuracy, base rate,
+    balanced accuracy, positives, flag), the overall row first; NaN where nothing was measured (or the untrusted
+    file holds something else than a number there)."""
+    return accuracy_rows(description.get("held_out_accuracy"), description["names"])
 
-    def number(value: Any) -> float:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
-    return [("overall", number(accuracy.get("overall")))] + [(name, number(per_name.get(name)))
-                                                              for name in description["names"]]
+def sanity_status(description: dict[str, Any]) -> tuple[str, list[str]]:
+    """("passed" | "failed" | "unchecked", the names of the failed checks) of a description's recorded self-check
+    (`sgeval.stick_checks`); detectors trained before the check existed are "unchecked"."""
+    sanity = description.get("sanity")
+    if not isinstance(sanity, dict) or not isinstance(sanity.get("passed"), bool):
+        return "unchecked", []
+    failed = sanity.get("failed")
+    names = [str(name) for name in failed] if isinstance(failed, list) else []
+    return ("passed" if sanity["passed"] else "failed"), names
+
+
+class DetectorSanityWarning(UserWarning):
+    """The domain detector failed its own self-check: numbers measured with it may not mean what they say."""
+
+
+def sanity_caveat(description: dict[str, Any], where: Path | str) -> str | None:
+    """The warning text for a detector that failed its self-check (None when it passed or was never checked)."""
+    state, failed = sanity_status(description)
+    if state != "failed":
+        return None
+    return (f"domain detector {where} failed its self-check ({'; '.join(failed) or 'see detector.json'}): domain "
+            "FD/KD/PR and lpips-domain PPL measured with it may not track image quality; train a better one "
+            "(more epochs or data, `sgeval detector train`) and check it with `sgeval detector info`")

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, overload
 
 from sgeval import helper_networks
@@ -393,6 +393,7 @@ def _run_metric(protocol: Protocol, gen: FeatureSet, real: FeatureSet | None, ex
         total_time=gen_extract.seconds + real_seconds + metric_seconds,
         extra={
             **asked,
+            **_caveats([extractor]),
             "detector": extractor.provenance(),
             "source": network.source.describe(),
             "labels": network.labels,
@@ -437,10 +438,17 @@ def _evaluate_generator_metric(protocol: Protocol, network: EvaluatedNetwork, op
         snapshot=None if network.snapshot is None else str(network.snapshot),
         kimg=float(kimg) if isinstance(kimg, (int, float)) else None,
         total_time=time.perf_counter() - started,
-        extra={"distance": None, **identities, "source": source.describe(), "labels": network.labels,
-               "device": options.device, "cache_hit": {"samples": cache_info["hit"]},
+        extra={"distance": None, **identities, **_caveats(helpers.values()), "source": source.describe(),
+               "labels": network.labels, "device": options.device, "cache_hit": {"samples": cache_info["hit"]},
                "timing_s": {"sample": round(sampled, 3), "metric": round(time.perf_counter() - started - sampled, 3)}},
     )
+
+
+def _caveats(measuring: Iterable[Any]) -> dict[str, list[str]]:
+    """{"caveats": [...]} from the extractors, distances and classifiers a result was measured with, or {} when
+    none has one (a record names what may make its number untrustworthy, e.g. a detector that failed its check)."""
+    found = [caveat for thing in measuring for caveat in getattr(thing, "caveats", list)()]
+    return {"caveats": found} if found else {}
 
 
 def _torch_device(device: str) -> Any:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
 from sgmodels.fileio import os_error_message
 
-__all__ = ["cli_errors"]
+__all__ = ["cli_errors", "parse_label_names"]
 
 
 @contextlib.contextmanager
@@ -32,3 +33,19 @@ def cli_errors(*also: type[Exception]) -> Iterator[None]:
         raise click.ClickException(os_error_message(error)) from error
     except messages as error:
         raise click.ClickException(str(error)) from error
+
+
+def parse_label_names(text: str) -> list[str]:
+    """Names from `--label-names`: "a,b,c", or "@FILE" with one name per line (blank lines ignored)."""
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise click.BadParameter(f"cannot read {path} ({error})", param_hint="--label-names") from None
+        names = [line.strip() for line in lines if line.strip()]
+    else:
+        names = [name.strip() for name in text.split(",")]
+    if not names or not all(names):
+        raise click.BadParameter(f"{text!r} holds an empty name", param_hint="--label-names")
+    return names

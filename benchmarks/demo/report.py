@@ -163,12 +163,15 @@ def stick_table(result: DemoResult) -> tuple[pd.DataFrame, dict[str, Any]]:
     from sgeval.detector import accuracy_table, read_detector_description
 
     detector = read_detector_description(result.stick.network_weights[DOMAIN_DETECTOR])
-    rows = accuracy_table(detector)
-    classifiers = dict(accuracy_rows(read_description(_classifiers_dir(result))))
+    rows = accuracy_table(detector)  # overall first, then one per class
+    classifiers = {row["name"]: row for row in accuracy_rows(read_description(_classifiers_dir(result)))[1:]}
     names = ["overall", *_class_names(result, len(rows) - 1)]
-    frame = pd.DataFrame({"held out": names, "detector accuracy": [value for _name, value in rows],
-                          "classifier accuracy (one vs rest)": [None] + [classifiers.get(name) for name, _v in
-                                                                        rows[1:]]})
+    frame = pd.DataFrame({"held out": names, "detector accuracy": [row["accuracy"] for row in rows],
+                          "base rate": [row["base_rate"] for row in rows],
+                          "detector balanced accuracy": [row["balanced_accuracy"] for row in rows],
+                          "flag": [row["flag"] or "" for row in rows],
+                          "classifier balanced accuracy (one vs rest)": [None] + [
+                              classifiers.get(row["name"], {}).get("balanced_accuracy") for row in rows[1:]]})
     return frame, detector
 
 

@@ -9,6 +9,7 @@ count overrides) through the same runner and cache as `sgeval fid`; `--detector`
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,28 @@ def detector_group() -> None:
 
 
 def _accuracy_lines(description: dict[str, Any]) -> list[str]:
+    from sgeval.detector import accuracy_table
+    from sgeval.label_quality import quality_table
+
+    return quality_table(accuracy_table(description)).splitlines()
+
+
+def _sanity_lines(description: dict[str, Any]) -> list[str]:
+    """The self-check's FD table and verdict (`sgeval.stick_checks`), or a line saying it was never run."""
     from tabulate import tabulate
 
-    from sgeval.detector import accuracy_table
+    from sgeval.detector import sanity_status
 
-    rows = [[name, "-" if value != value else f"{value:.4f}"] for name, value in accuracy_table(description)]
-    return tabulate(rows, headers=["held out", "accuracy"], tablefmt="simple").splitlines()
+    state, failed = sanity_status(description)
+    if state == "unchecked":
+        return ["self-check: not recorded (a detector trained before the check existed; train it again to check it)"]
+    sanity = description["sanity"]
+    rows = [[row.get("condition"), row.get("degree") or "", f"{row.get('fd', float('nan')):.4g}"]
+            for row in sanity.get("degradations", []) if isinstance(row, dict)]
+    lines = tabulate(rows, headers=["held-out half B is", "sigma", "FD(A, B)"], tablefmt="simple").splitlines()
+    lines += [f"  {'ok  ' if passed else 'FAIL'} {name}" for name, passed in sanity.get("checks", {}).items()]
+    verdict = "PASSED" if state == "passed" else f"FAILED ({'; '.join(failed)})"
+    return [*lines, f"self-check on {sanity.get('num_images')} held-out images: {verdict}"]
 
 
 @detector_group.command("train")
@@ -53,13 +70,19 @@ def _accuracy_lines(description: dict[str, Any]) -> list[str]:
               help="Width at resolution r: min(channel_base / r, channel_max) [1024].")
 @click.option("--channel-max", type=click.IntRange(min=1), default=None,
               help="Widest layer; the features have min(channel_base / 4, channel_max) dimensions [256].")
+@click.option("--balance", type=click.Choice(["none", "sqrt", "full"]), default=None,
+              help="Loss weight of rare labels: none, the square root of the inverse frequency, or the full inverse "
+                   "frequency [sqrt].")
+@click.option("--names", "names", default=None, metavar="A,B,...|@FILE",
+              help="Names of the classes or attributes (comma-separated or one per line of FILE) [the dataset's "
+                   "recorded names, else class00... / attr00...].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Held-out split, initialisation and batch order.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written description as JSON.")
-def train_command(data: Path, outdir: Path, max_items: int | None, seed: int, device: str, no_progress: bool,
-                  as_json: bool, **overrides: Any) -> None:
+def train_command(data: Path, outdir: Path, max_items: int | None, names: str | None, seed: int, device: str,
+                  no_progress: bool, as_json: bool, **overrides: Any) -> None:
     """Train a domain detector on the labels of DATA (held-out accuracy printed and recorded).
 
     \b
@@ -71,16 +94,18 @@ def train_command(data: Path, outdir: Path, max_items: int | None, seed: int, de
     import dataclasses
 
     from sgeval.detector import DEFAULT_OPTIONS, train_detector
+    from sgmodels.clierrors import parse_label_names
 
     with cli_errors():
         options = dataclasses.replace(DEFAULT_OPTIONS, seed=seed,
                                       **{key: value for key, value in overrides.items() if value is not None})
         description = train_detector(data, outdir, options, max_items=max_items, device=device,
-                                     progress=not no_progress)
+                                     progress=not no_progress,
+                                     names=None if names is None else parse_label_names(names))
     if as_json:
         click.echo(json.dumps(description, indent=1))
         return
-    click.echo("\n".join(_accuracy_lines(description)))
+    click.echo("\n".join(_accuracy_lines(description) + [""] + _sanity_lines(description)))
     click.echo(f"wrote {outdir / description['weights_file']} (sha256 {description['weights_sha256']}): "
                f"{description['feature_dim']}-d features of {description['input']['resolution']}x"
                f"{description['input']['resolution']} images, {description['num_train']} trained, "
@@ -92,9 +117,11 @@ def train_command(data: Path, outdir: Path, max_items: int | None, seed: int, de
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def info_command(detector: Path, as_json: bool) -> None:
     """Check a detector (folder or .safetensors: description, sha256, tensor shapes) and describe it."""
-    from sgeval.detector import load_detector
+    from sgeval.detector import DetectorSanityWarning, load_detector
 
-    loaded = load_detector(detector)  # a DetectorError is a click error: message, status 1
+    with warnings.catch_warnings():  # its verdict is printed below, with the numbers
+        warnings.simplefilter("ignore", DetectorSanityWarning)
+        loaded = load_detector(detector)  # a DetectorError is a click error: message, status 1
     if as_json:
         click.echo(json.dumps(loaded.description, indent=1))
         return
@@ -105,7 +132,7 @@ def info_command(detector: Path, as_json: bool) -> None:
                f"multiples, box-downsampled); {loaded.feature_dim}-d features")
     click.echo(f"  trained on {loaded.description.get('dataset', {}).get('path')} "
                f"(fingerprint {summary['dataset_fingerprint']})")
-    click.echo("\n".join(_accuracy_lines(loaded.description)))
+    click.echo("\n".join(_accuracy_lines(loaded.description) + [""] + _sanity_lines(loaded.description)))
 
 
 def _domain_protocol_names() -> list[str]:

@@ -243,6 +243,18 @@ def _print(results: list[Any], as_json: bool, single: bool, per_snapshot: bool =
                          f"{result.total_time:.1f}" if result.total_time is not None else ""])
     headers = ["metric", "value", "gen", "real", "seconds"]
     click.echo(tabulate(rows, headers=(["snapshot", "kimg"] if per_snapshot else []) + headers, tablefmt="simple"))
+    print_caveats(results)
+
+
+def print_caveats(results: list[Any]) -> None:
+    """Each distinct caveat of the results (`extra["caveats"]`, e.g. a detector that failed its self-check) on
+    stderr, once, naming the metrics it concerns."""
+    concerned: dict[str, list[str]] = {}
+    for result in results:
+        for caveat in (result.extra or {}).get("caveats", []):
+            concerned.setdefault(caveat, []).append(result.protocol)
+    for caveat, protocols in concerned.items():
+        click.echo(f"warning ({', '.join(dict.fromkeys(protocols))}): {caveat}", err=True)
 
 
 def _format_kimg(kimg: float | None) -> str:

@@ -163,9 +163,8 @@ def info_command(folder: Path, as_json: bool) -> None:
 
 
 def _show(description: dict[str, Any], as_json: bool, headline: str) -> None:
-    from tabulate import tabulate
-
     from sgeval.classifiers import accuracy_rows
+    from sgeval.label_quality import quality_table
 
     if as_json:
         click.echo(json.dumps(description, indent=1))
@@ -174,5 +173,4 @@ def _show(description: dict[str, Any], as_json: bool, headline: str) -> None:
     click.echo(f"{headline}: {len(description['attributes'])} attributes ({description.get('label_kind', '?')}), "
                f"{arch['resolution']}x{arch['resolution']}x{arch['channels']} input, weights sha256 "
                f"{description['weights_sha256'][:16]}...")
-    click.echo(tabulate([[index, name, accuracy] for index, (name, accuracy) in enumerate(accuracy_rows(description))],
-                        headers=["#", "attribute", "held-out accuracy"], floatfmt=".4f"))
+    click.echo(quality_table(accuracy_rows(description), first_column="held out"))

@@ -88,6 +88,10 @@ class ImageDistance(torch.nn.Module):
         return {"name": self.name, "weights_sha256": {role: resolved.sha256 for role, resolved in self.weights.items()},
                 "input": self.input_policy, "backend": self.backend}
 
+    def caveats(self) -> list[str]:
+        """Warnings every result measured with this distance must carry; none by default."""
+        return []
+
     def provenance(self) -> dict[str, Any]:
         """`identity()` plus each weights file's record (file name, registry name, verified flag), for results."""
         return {"distance": self.name, **self.identity(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -44,6 +45,14 @@ class DomainLPIPS(ImageDistance):
         super().__init__(NAME, {"network": weights}, input_policy=_INPUT_POLICY, backend="sgeval-detector")
         self.input_channels = detector.channels  # a 1-channel detector refuses RGB; grey goes to a 3-channel one
         self.detector = detector
+
+    def caveats(self) -> list[str]:
+        """The detector's failed self-check, when it failed (`sgeval.detector.sanity_caveat`)."""
+        return self.detector.caveats()
+
+    def provenance(self) -> dict[str, Any]:
+        """The usual record plus the detector's summary (names, held-out accuracy, self-check verdict)."""
+        return super().provenance() | {"domain_detector": self.detector.summary()}
 
     def distance(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(img0.shape[0], device=img0.device)  # [N]

@@ -102,6 +102,11 @@ class FeatureExtractor(torch.nn.Module):
             identity["precision"] = self.precision
         return identity
 
+    def caveats(self) -> list[str]:
+        """Warnings every result measured with this extractor must carry (e.g. a domain detector that failed its
+        self-check); none by default."""
+        return []
+
     def provenance(self) -> dict[str, Any]:
         """`identity()` plus the weights file record, for result lines."""
         record = {"extractor": self.name, **self.identity()}

@@ -40,6 +40,10 @@ class DomainExtractor(FeatureExtractor):
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         return self.detector.features(images.float() / 127.5 - 1)  # [N, D]
 
+    def caveats(self) -> list[str]:
+        """The detector's failed self-check, when it failed (`sgeval.detector.sanity_caveat`)."""
+        return self.detector.caveats()
+
     def provenance(self) -> dict[str, Any]:
         """The usual record plus the detector's summary (names, input, held-out accuracy, dataset fingerprint)."""
         return super().provenance() | {"domain_detector": self.detector.summary()}

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
-from sgmodels.clierrors import cli_errors
+from sgmodels.clierrors import cli_errors, parse_label_names
 from sgmodels.fileio import check_writable_folder, keeping
 from sgmodels.progress import progress_bar
 
@@ -69,22 +69,6 @@ def create(
     click.echo(f"wrote {summary.path}: {summary.num_images} images, {summary.resolution}x{summary.resolution}, "
                f"{summary.channels} channel(s), {label_text}"
                + (f" ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})" if names else ""))
-
-
-def parse_label_names(text: str) -> list[str]:
-    """Names from `--label-names`: "a,b,c", or "@FILE" with one name per line (blank lines ignored)."""
-    if text.startswith("@"):
-        path = Path(text[1:]).expanduser()
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            raise click.BadParameter(f"cannot read {path} ({error})", param_hint="--label-names") from None
-        names = [line.strip() for line in lines if line.strip()]
-    else:
-        names = [name.strip() for name in text.split(",")]
-    if not names or not all(names):
-        raise click.BadParameter(f"{text!r} holds an empty name", param_hint="--label-names")
-    return names
 
 
 @dataset.command()

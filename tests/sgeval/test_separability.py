@@ -235,7 +235,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
 def test_classifiers_learn_visible_attributes_and_describe_themselves(trained: tuple[Path, dict[str, Any]]) -> None:
     folder, description = trained
     assert description["attributes"] == ["bright", "red"] and description["label_kind"] == "attributes"
-    assert min(description["held_out_accuracy"].values()) >= 0.9, description["held_out_accuracy"]
+    quality = description["held_out_accuracy"]
+    assert min(row["accuracy"] for row in quality["per_name"].values()) >= 0.9, quality
+    assert quality["flagged"] == {} and quality["overall"]["balanced_accuracy"] >= 0.9
     assert (description["num_train"], description["num_held_out"]) == (72, 24)
     assert description["architecture"]["resolution"] == 16 and len(description["dataset"]["fingerprint"]) == 64
     on_disk = json.loads((folder / "classifiers.json").read_text())
@@ -484,7 +486,7 @@ def test_cli_train_info_and_ls(tmp_path: Path, snapshot: Path, trained: tuple[Pa
     train = CliRunner().invoke(main, ["classifiers", "train", "--data", str(data), "--outdir", str(tmp_path / "c"),
                                       "--epochs", "1", "--channel-max", "4", "--names", "bright,red", "--no-progress"])
     assert train.exit_code == 0, train.output
-    assert "held-out accuracy" in train.stdout and "bright" in train.stdout
+    assert "base rate" in train.stdout and "balanced" in train.stdout and "bright" in train.stdout
     info = CliRunner().invoke(main, ["classifiers", "info", str(tmp_path / "c"), "--json"])
     assert info.exit_code == 0 and json.loads(info.stdout)["attributes"] == ["bright", "red"], info.output
 
