@@ -106,7 +106,7 @@ def run_demo(settings: DemoSettings) -> tuple[DemoResult, Path, Path]:
         if measure_snapshots(snapshots, protocols, [fid] if fid else [], stick, data.path, settings.arch) == 0:
             timings.mark_done_earlier("metrics")
     with timings.step("class coverage"):
-        coverage = coverage_of(data.path, snapshots, budget.num_coverage)
+        coverage = coverage_of(data.path, snapshots, budget.num_coverage, classifiers=stick.classifiers)
     result = DemoResult(settings.command, settings.arch, budget, data, train_command(options), run_dir, snapshots,
                         stick, protocols, official_note, coverage, timings)
     with timings.step("report"):

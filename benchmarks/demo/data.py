@@ -89,11 +89,16 @@ def write_digits_zip(path: Path) -> Path:
     return path
 
 
+# The class names of Fashion-MNIST's label indices (Xiao et al. 2017); the IDX files hold only the indices.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+
+
 def _fashion_mnist_zip(folder: Path, path: Path) -> Path:
     from sgmodels.data.dataset_tool import create_dataset
 
     _say(f"$ sgmodels dataset create {folder} {path} --resolution {RESOLUTION}")
-    create_dataset(folder, path, resolution=RESOLUTION, progress=False)
+    create_dataset(folder, path, resolution=RESOLUTION, label_names=FASHION_MNIST_CLASSES, progress=False)
     return path
 
 

@@ -134,6 +134,9 @@ def metric_table(results: pd.DataFrame, coverage: Coverage, order: list[str] | N
 
 
 def _class_names(result: DemoResult, count: int) -> list[str]:
+    recorded = result.coverage.names  # the dataset's names (dataset.json), or the classifiers'
+    if recorded and len(recorded) == count:
+        return list(recorded)
     if result.data.source == "fashion-mnist" and count == len(FASHION_MNIST_CLASSES):
         return list(FASHION_MNIST_CLASSES)
     from sgeval.classifiers import read_description
@@ -149,9 +152,13 @@ def _classifiers_dir(result: DemoResult) -> Path:
 
 
 def coverage_table(result: DemoResult) -> pd.DataFrame:
-    """Class fractions of the reals and of the final snapshot's fakes."""
+    """Class fractions of the reals and of the final snapshot's fakes; for attribute labels the frequency of each
+    attribute among the fakes beside the reals' (classifier decisions) and its base rate (the labels)."""
     final = result.snapshots[-1].name
     fakes = result.coverage.histograms[final]
+    if result.coverage.kind == "attributes":
+        return pd.DataFrame({"attribute": _class_names(result, len(fakes)), "base rate": result.coverage.base_rate,
+                             "reals (classifiers)": result.coverage.data_histogram, f"fakes of {final}": fakes})
     return pd.DataFrame({"class": _class_names(result, len(fakes)),
                          "reals": result.coverage.data_histogram, f"fakes of {final}": fakes})
 
@@ -173,6 +180,21 @@ def stick_table(result: DemoResult) -> tuple[pd.DataFrame, dict[str, Any]]:
                           "classifier balanced accuracy (one vs rest)": [None] + [
                               classifiers.get(row["name"], {}).get("balanced_accuracy") for row in rows[1:]]})
     return frame, detector
+
+
+def _self_check_text(detector: dict[str, Any]) -> str:
+    """One sentence on the detector's recorded self-check (`sgeval.stick_checks`)."""
+    from sgeval.detector import sanity_status
+
+    state, failed = sanity_status(detector)
+    if state == "unchecked":
+        return "Self-check: not recorded (the detector was trained before the check existed)."
+    rows = {f"{row['condition']} {row['degree'] or ''}".strip(): row["fd"]
+            for row in detector["sanity"]["degradations"]}
+    numbers = ", ".join(f"{name} {value:.3g}" for name, value in rows.items())
+    verdict = "passed" if state == "passed" else f"FAILED ({'; '.join(failed)}): read its numbers with care"
+    return f"Self-check on {detector['sanity']['num_images']} held-out images (FD of halves and degraded halves: " \
+           f"{numbers}): {verdict}."
 
 
 def timings_table(result: DemoResult) -> pd.DataFrame:
@@ -235,10 +257,16 @@ def _document(result: DemoResult, folder: Path) -> Document:
     for path, caption in write_figures(final, folder):
         doc.add("image", (path, caption))
     _metrics_section(doc, result, load_results(result.run_dir), folder)
-    doc.add("h2", "Class coverage")
-    doc.add("p", "Every fake gets the class of its nearest real image on 8x8 pixels; `class_coverage` above is the "
-                 "normalised entropy of that class histogram (1 = all classes equally often; the reals score "
-                 f"{result.coverage.entropy['data']:.3f}). It tells coverage, not quality.")
+    doc.add("h2", "Class coverage" if result.coverage.kind == "classes" else "Attribute coverage")
+    if result.coverage.kind == "classes":
+        doc.add("p", "Every fake gets the class of its nearest real image on 8x8 pixels; `class_coverage` above is "
+                     "the normalised entropy of that class histogram (1 = all classes equally often; the reals score "
+                     f"{result.coverage.entropy['data']:.3f}). It tells coverage, not quality.")
+    else:
+        summary = result.coverage.summaries.get(final.name, {})
+        doc.add("p", "How often the trained classifiers find each attribute on the fakes, beside the reals; mean "
+                     f"absolute difference {summary.get('mean_abs_difference', float('nan')):.3f}; never produced: "
+                     f"{', '.join(summary.get('never', [])) or 'none'}. It tells coverage, not quality.")
     doc.add("table", coverage_table(result))
     accuracy, detector = stick_table(result)
     doc.add("h2", "Measuring stick")
@@ -246,6 +274,7 @@ def _document(result: DemoResult, folder: Path) -> Document:
                  f"{detector.get('num_train')} images trained, {detector.get('num_held_out')} held out) and "
                  f"separability classifiers `{result.stick.classifiers}`: held-out accuracy.")
     doc.add("table", accuracy)
+    doc.add("p", _self_check_text(detector))
     _timings_section(doc, result)
     return doc
 

@@ -114,7 +114,9 @@ def classifiers_group() -> None:
                    "vectors, or class sub-folders.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write classifiers.safetensors and classifiers.json into.")
-@click.option("--names", default=None, metavar="A,B,...", help="Attribute names [default: class or attrNN names].")
+@click.option("--names", default=None, metavar="A,B,...|@FILE",
+              help="Attribute names, comma-separated or one per line of FILE [default: the dataset's class or "
+                   "attribute names, else class00... / attr00...].")
 @click.option("--resolution", type=click.IntRange(min=4), default=None,
               help="Input resolution (power of two dividing the dataset's) [default: the dataset's].")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
@@ -125,6 +127,9 @@ def classifiers_group() -> None:
 @click.option("--channel-base", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Width at resolution R: min(channel_base / R, channel_max).")
 @click.option("--channel-max", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--balance", type=click.Choice(["none", "sqrt", "full"]), default="sqrt", show_default=True,
+              help="Loss weight of rare attributes: none, the square root of the inverse frequency, or the full "
+                   "inverse frequency.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Held-out split, initialisation and batch order.")
 @click.option("--max-items", type=click.IntRange(min=2), default=None,
@@ -142,10 +147,11 @@ def train_command(data: Path, outdir: Path, names: str | None, device: str, no_p
       sgeval classifiers train --data mnist-classes/ --outdir mnist-classifiers/ --epochs 3
     """
     from sgeval.classifiers import TrainOptions, train_classifiers
+    from sgmodels.clierrors import parse_label_names
 
     with cli_errors(TypeError):
         description = train_classifiers(data, outdir, TrainOptions(**options), device=device, progress=not no_progress,
-                                        names=None if names is None else [n.strip() for n in names.split(",")],
+                                        names=None if names is None else parse_label_names(names),
                                         max_items=max_items)
     _show(description, as_json, f"wrote {outdir}")
 
