@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import re
 import warnings
@@ -158,8 +159,8 @@ class DomainDetector(torch.nn.Module):
         summary = {"format": FORMAT, "weights_sha256": self.weights_sha256,
                    "label_kind": self.description["label_kind"], "names": self.names, "resolution": self.resolution,
                    "channels": self.channels, "feature_dim": self.feature_dim,
-                   "held_out_accuracy": overall["accuracy"], "held_out_base_rate": overall["base_rate"],
-                   "held_out_balanced_accuracy": overall["balanced_accuracy"],
+                   **{f"held_out_{key}": None if math.isnan(overall[key]) else overall[key]  # JSON: null
+                      for key in ("accuracy", "base_rate", "balanced_accuracy")},
                    "flagged": flagged if isinstance(flagged, dict) else {},
                    "sanity": {"state": state, "failed": failed},
                    "dataset_fingerprint": dataset.get("fingerprint") if isinstance(dataset, dict) else None}

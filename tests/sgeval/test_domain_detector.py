@@ -190,7 +190,7 @@ def test_tampered_or_mismatched_files_are_refused(detector: Path, tmp_path: Path
     description.update(held_out_accuracy=[1, 2], dataset="?")
     (odd / DESCRIPTION_FILE).write_text(json.dumps(description))
     summary = load_detector(odd).summary()
-    assert np.isnan(summary["held_out_accuracy"]) and summary["dataset_fingerprint"] is None
+    assert summary["held_out_accuracy"] is None and summary["dataset_fingerprint"] is None
     assert summary["flagged"] == {} and summary["sanity"]["state"] == "failed"  # 24 held-out images: too few
 
 
