@@ -6,6 +6,8 @@ The public API is exported lazily (importing `sgeval` imports neither torch nor 
     value = sgeval.fid("generated/", "ffhq.zip")       # one number (also kid, precision_recall, inception_score)
     result = sgeval.evaluate("fid50k_full", "runs/00000/network-snapshot-000500.safetensors", num_gen=5000)
     results = sgeval.evaluate(["fid50k_full", "kid50k_full"], "generated/", "ffhq.zip")  # features shared
+    quick = sgeval.EvaluationOptions(num_gen=1000, device="cuda")                   # one options object
+    results = sgeval.evaluate_many(["fid50k_full", "pr50k3_full"], "G.safetensors", None, quick, seed=1)
     table = sgeval.load_results("runs/00000")
 """
 
@@ -24,6 +26,7 @@ _EXPORTS = {
     "evaluate": "sgeval.runner",
     "evaluate_many": "sgeval.runner",
     "resolve_protocol": "sgeval.runner",
+    "EvaluationOptions": "sgeval.options",
     "MetricResult": "sgeval.results",
     "read_results": "sgeval.results",
     "load_results": "sgeval.report",

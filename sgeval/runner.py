@@ -37,13 +37,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
 from sgeval import helper_networks
 from sgeval.cache import FeatureCache
 from sgeval.featureset import FeatureSet
 from sgeval.metrics.registry import DEFAULT_MEMORY_MIB, ComputeOptions, get_metric
+from sgeval.options import EvaluationOptions
 from sgeval.protocols import Protocol, resolve_protocol
 from sgeval.results import MetricResult, record_results
 from sgeval.sources.sides import (
@@ -165,7 +166,8 @@ def _extract(source: Any, extractor: Any, request: _Request, options: _RunOption
 
 @dataclasses.dataclass(frozen=True)
 class _RunOptions:
-    """Run-time options shared by every protocol of one call."""
+    """The run-time state every protocol of one call shares: the `EvaluationOptions` that reach the metric code,
+    with the cache opened."""
 
     seed: int
     device: str
@@ -175,6 +177,12 @@ class _RunOptions:
     classifiers: PathLike | None = None  # attribute classifier folder for linear separability
     precision: str = "fp32"  # feature-network arithmetic (sgeval.features.inference); reduced modes are opt-in
     memory_mib: float = DEFAULT_MEMORY_MIB  # working-memory budget of blocked pairwise distances (P&R, D&C)
+
+    @classmethod
+    def of(cls, options: EvaluationOptions) -> _RunOptions:
+        return cls(seed=int(options.seed), device=str(options.device), batch_size=options.batch_size,
+                   cache=open_cache(options.cache), progress=options.progress, classifiers=options.classifiers,
+                   precision=options.precision, memory_mib=float(options.memory_mib))
 
     def compute_options(self) -> ComputeOptions:
         """The options a metric function gets (none of them changes a value beyond float round-off)."""
@@ -202,26 +210,8 @@ def evaluate_many(
     protocols: Sequence[str | Protocol],  # protocol names ("fid50k_full", "fid50k_full@gen1k") or Protocol objects
     network_or_source: Any,  # snapshot path, image folder/zip, generator object, or ImageSource
     data: Any = None,  # reference: folder/zip/.npz path or source; None = the snapshot's training set
-    *,
-    num_gen: int | None = None,  # override of every protocol's generated count (quick variants)
-    num_real: int | None = None,  # override of every protocol's real count
-    mix_latents: int | None = None,  # override: latents mixed per generated image (mixing-FID); 1 = plain
-    seed: int = 0,  # latent sampling and metric sampling seed
-    device: str = "cpu",  # torch device of generator, extractor and distance blocks
-    batch_size: int = 64,  # images per extractor call (does not change results)
-    cache: bool | FeatureCache | PathLike | None = True,  # True: project cache; False/None: no caching
-    weights_dir: PathLike | None = None,  # extra folder searched for detector weights
-    detector_weights: PathLike | Mapping[str, PathLike] | None = None,  # explicit file (or {detector: file})
-    allow_download: bool = False,  # download missing detector weights (never when SGEVAL_OFFLINE=1)
-    classifiers: PathLike | None = None,  # attribute classifier folder of linear separability (`ls`), as written
-    # by `sgeval classifiers train`
-    run_dir: PathLike | bool | None = None,  # where to append JSONL; None: the snapshot's run dir; False: nowhere
-    data_xflip: bool | None = None,  # mirror reals for protocols that follow the dataset; None: snapshot's setting
-    progress: bool = True,  # progress bars on stderr
-    network_key: str | None = None,  # generator of a network file: "G_ema" or "G"; None = G_ema, else G
-    precision: str = "fp32",  # feature networks' arithmetic: "fp32" (exact), opt-in "bf16" / "fp16" (GPU)
-    memory_mib: float | None = None,  # working-memory budget of precision/recall's distance blocks in MiB
-    # (None: 1024); caps their size, never changes a value
+    options: EvaluationOptions | None = None,  # counts, seed, device, cache, weights, ... (sgeval.options)
+    **overrides: Any,  # fields of EvaluationOptions to replace, e.g. num_gen=1000, device="cuda"
 ) -> list[MetricResult]:
     """Evaluate several feature protocols on one network against one reference, sharing features per detector.
 
@@ -236,38 +226,40 @@ def evaluate_many(
     """
     if not protocols:
         raise ValueError("no protocols to evaluate")
-    resolved = [resolve_protocol(name, num_gen, num_real, mix_latents) for name in protocols]
-    options = _RunOptions(seed=int(seed), device=str(device), batch_size=int(batch_size), cache=open_cache(cache),
-                          progress=progress, classifiers=classifiers, precision=precision,
-                          memory_mib=DEFAULT_MEMORY_MIB if memory_mib is None else float(memory_mib))
+    asked = (options or EvaluationOptions()).replaced(**overrides)
+    resolved = [resolve_protocol(name, asked.num_gen, asked.num_real, asked.mix_latents) for name in protocols]
+    run = _RunOptions.of(asked)
     snapshot = network_file_of(network_or_source)
     metadata = {} if snapshot is None else snapshot_metadata_of(snapshot)
     reals = open_reals(data, snapshot, metadata, resolved)
-    network = open_evaluated_network(network_or_source, options.device, snapshot, metadata, reals, network_key)
+    network = open_evaluated_network(network_or_source, run.device, snapshot, metadata, reals, asked.network_key)
+    data_xflip = asked.data_xflip
     if data_xflip is None:
         data_xflip = bool(recorded_training_set(metadata).get("xflip", False))
     # resolve_protocol rejects feature protocols without an extractor; the filter only tells the type checker
     detectors = {protocol.extractor for protocol in resolved if protocol.extractor is not None}
     # Every helper network is built (its file found, checked and loaded) before the first metric is computed, so a
     # missing or broken file for the last metric is an error at once, not after the first metrics' minutes of work.
-    built = helper_networks.build_helper_networks(resolved, detector_weights, options, weights_dir, allow_download)
+    built = helper_networks.build_helper_networks(resolved, asked.detector_weights, run, asked.weights_dir,
+                                                  asked.allow_download)
     extractors, helpers = built.extractors, built.sampler_networks
     results: dict[int, MetricResult] = {}  # by position in `resolved` (honest names may differ from the asked ones)
     try:
         for index, protocol in enumerate(resolved):
             if protocol.kind == "generator":
-                results[index] = _evaluate_generator_metric(protocol, network, options, helpers[protocol.name])
+                results[index] = _evaluate_generator_metric(protocol, network, run, helpers[protocol.name])
         for detector in sorted(detectors):
             group = [(index, protocol) for index, protocol in enumerate(resolved)
                      if protocol.extractor == detector]
             group_results = _evaluate_group([protocol for _index, protocol in group], extractors[detector], network,
-                                            reals, data_xflip, options)
+                                            reals, data_xflip, run)
             results.update(zip([index for index, _protocol in group], group_results, strict=True))
     except BaseException:  # a later metric failed (or Ctrl-C): the finished ones are still recorded
-        record_results(run_dir, network.snapshot, network.metadata, [results[index] for index in sorted(results)])
+        record_results(asked.run_dir, network.snapshot, network.metadata,
+                       [results[index] for index in sorted(results)])
         raise
     ordered = [results[index] for index in range(len(resolved))]
-    record_results(run_dir, network.snapshot, network.metadata, ordered)
+    record_results(asked.run_dir, network.snapshot, network.metadata, ordered)
     return ordered
 
 

@@ -199,30 +199,31 @@ def _run(protocols: Sequence[str | Protocol], source: str, data: Path | None, **
 
 
 def _run_one(protocols: Sequence[str | Protocol], source: str, data: Path | None, **options: Any) -> list[Any]:
+    from sgeval.options import EvaluationOptions
     from sgeval.runner import evaluate_many
 
-    evaluate_kwargs = {
-        "num_gen": options.pop("num_gen"),
-        "num_real": options.pop("num_real"),
-        "mix_latents": options.pop("mix_latents", None),  # absent from commands that leave --mix-latents out
-        "classifiers": options.pop("classifiers", None),  # only `sgeval ls` has --classifiers
-        "seed": options.pop("seed"),
-        "device": options.pop("device"),
-        "batch_size": options.pop("batch_size"),
-        "cache": not options.pop("no_cache"),
-        "weights_dir": options.pop("weights_dir"),
-        "detector_weights": options.pop("detector_weights"),
-        "allow_download": options.pop("allow_download"),
-        "run_dir": options.pop("run_dir"),
-        "progress": not options.pop("no_progress"),
-        "network_key": options.pop("network_key", None),
-        "precision": options.pop("precision", "fp32"),
-        "memory_mib": options.pop("memory_mib", None),
-    }
+    memory_mib = options.pop("memory_mib", None)
+    evaluation = EvaluationOptions(
+        num_gen=options.pop("num_gen"),
+        num_real=options.pop("num_real"),
+        mix_latents=options.pop("mix_latents", None),  # absent from commands that leave --mix-latents out
+        classifiers=options.pop("classifiers", None),  # only `sgeval ls` has --classifiers
+        seed=options.pop("seed"),
+        device=options.pop("device"),
+        batch_size=options.pop("batch_size"),
+        cache=not options.pop("no_cache"),
+        weights_dir=options.pop("weights_dir"),
+        detector_weights=options.pop("detector_weights"),
+        allow_download=options.pop("allow_download"),
+        run_dir=options.pop("run_dir"),
+        progress=not options.pop("no_progress"),
+        network_key=options.pop("network_key", None),
+        precision=options.pop("precision", "fp32"),
+    ).replaced(memory_mib=memory_mib)
     if options:
         raise TypeError(f"internal: unhandled options {sorted(options)}")
     with cli_errors(TypeError), _warnings_as_lines():
-        results = evaluate_many(protocols, source, data, **evaluate_kwargs)
+        results = evaluate_many(protocols, source, data, evaluation)
     return results
 
 

@@ -105,10 +105,10 @@ def test_memory_budget_option_reaches_the_runner(tmp_path: Path, monkeypatch: py
 
     images = write_folder(tmp_path / "images", random_images(4, 16))
     calls: list[dict] = []
-    monkeypatch.setattr(sgeval.runner, "evaluate_many", lambda *args, **kwargs: calls.append(kwargs) or [])
+    monkeypatch.setattr(sgeval.runner, "evaluate_many", lambda *args, **kwargs: calls.append(args[3]) or [])
     assert _invoke("pr", images, "--data", images, "--memory-mib", "64").exit_code == 0
     assert _invoke("pr", images, "--data", images).exit_code == 0
-    assert [call["memory_mib"] for call in calls] == [64.0, None]  # None: the runner's default budget
+    assert [call.memory_mib for call in calls] == [64.0, 1024.0]  # unset: the default budget
     assert _invoke("pr", images, "--data", images, "--memory-mib", "0").exit_code == 2  # a usage error
 
 
