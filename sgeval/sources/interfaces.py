@@ -6,10 +6,12 @@ independent of the batch size and lets `torchrun` shard items across processes: 
 whoever reads it and in whatever batch. Real-image sources ignore the seed; generator sources derive the latent of
 item i from (seed, i) alone.
 
-`LatentGenerator` / `StyleGenerator` use the attribute names of NVIDIA's official PyTorch code, so an official
-`G_ema`, an sgmodels generator, or any object with the same names fits without a wrapper. A generator without
-`mapping` is still valid for FID/KID/precision-recall and PPL in Z; W-space metrics check `isinstance(G,
-StyleGenerator)` first and fail with a clear message.
+`LatentGenerator` / `StyleGenerator` are the generator interface, defined once in `sgmodels.generator_interface`
+and re-exported here through the adapter (the one module of sgeval that imports sgmodels): the attribute names of
+NVIDIA's official PyTorch code, so an official `G_ema`, an sgmodels generator, or any object with the same names fits
+without a wrapper. A generator without `mapping` is still valid for FID/KID/precision-recall and PPL in Z; W-space
+metrics check `is_style_generator(G)` first and fail with a clear message. Both are for annotations only, not
+runtime-checkable (see `sgmodels.generator_interface`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+from sgeval.sources.sgmodels_adapter import LatentGenerator, StyleGenerator
 
 __all__ = ["ImageSource", "LatentGenerator", "StyleGenerator"]
 
@@ -50,38 +54,4 @@ class ImageSource(Protocol):
 
     def read(self, indices: Sequence[int], *, seed: int, device: torch.device) -> torch.Tensor:
         """uint8 tensor [len(indices), C, H, W] on `device`, item i always the same image for a given seed."""
-        ...
-
-
-class LatentGenerator(Protocol):
-    """Enough for FID, KID, precision/recall and Z-space PPL: official attribute names and call signature.
-
-    For type annotations only, like `StyleGenerator`: not runtime-checkable on purpose. From Python 3.12
-    `isinstance` against a Protocol looks attributes up statically and cannot see the submodules an nn.Module keeps
-    in `_modules` (`mapping`, `synthesis`), so it would call a real generator a non-generator. At run time use
-    `sgeval.sources.sgmodels_adapter.is_style_generator`.
-    """
-
-    z_dim: int  # latent size
-    c_dim: int  # label size, 0 = unconditional
-    img_resolution: int  # output height = width in pixels
-    img_channels: int  # output channels (1 or 3)
-
-    def __call__(self, z: torch.Tensor, c: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """z [N, z_dim], c [N, c_dim] (kwargs: truncation_psi, noise_mode) -> float images [N, C, H, W] in [-1, 1]."""
-        ...
-
-
-class StyleGenerator(LatentGenerator, Protocol):
-    """Adds the mapping / synthesis split needed by W-space PPL, linear separability and projection."""
-
-    w_dim: int  # intermediate latent size
-    num_ws: int  # number of per-layer w vectors
-
-    def mapping(self, z: torch.Tensor, c: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """z [N, z_dim], c [N, c_dim] -> ws [N, num_ws, w_dim]."""
-        ...
-
-    def synthesis(self, ws: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] -> float images [N, C, H, W] in [-1, 1]."""
         ...

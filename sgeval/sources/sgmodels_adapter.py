@@ -13,6 +13,9 @@ What sgeval takes from sgmodels, all through here:
   the same `mixed_ws` that training's mixing regularisation uses;
 - the dataset reader (`sgmodels.data.reader`): sgeval's image folder and zip sources list, decode and label images
   with the same code that training uses, so a run is evaluated on exactly the data it was trained on;
+- the generator interface (`sgmodels.generator_interface`, torch-free at run time, so imported here at once):
+  `LatentGenerator` / `StyleGenerator`, the one definition of the Protocols that sgeval annotates generators with
+  (re-exported by `sgeval.sources.interfaces`), and `is_style_generator`, the run-time W-space check;
 The small generic helpers that both packages share (crash-safe files `sgmodels.fileio`, bounded readers
 `sgmodels.untrusted`, progress output `sgmodels.progress`, CLI errors `sgmodels.clierrors`, the lazy click group
 `sgmodels._lazycli`) are sgmodels' bottom layer: standard library and click only, imported by any sgeval module
@@ -27,7 +30,9 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from sgmodels.generator_interface import LatentGenerator, StyleGenerator, is_style_generator
 
 if TYPE_CHECKING:  # importing this module stays light (no torch): sgeval.atomic and sgeval.cli import it
     import numpy as np
@@ -37,6 +42,8 @@ if TYPE_CHECKING:  # importing this module stays light (no torch): sgeval.atomic
     from sgmodels.data.reader import DatasetReader
 
 __all__ = [
+    "LatentGenerator",
+    "StyleGenerator",
     "check_finite_images",
     "check_finite_weights",
     "image_grid",
@@ -149,9 +156,10 @@ def load_sgmodels_source(
 
 
 def load_generator(path: str | os.PathLike[str], device: str = "cpu",
-                   network_key: str | None = None) -> torch.nn.Module:
+                   network_key: str | None = None) -> LatentGenerator:
     """The evaluated network (`network_key`; None: G_ema when present, else G) of a snapshot or an imported
-    checkpoint (official NVIDIA / rosinality, read by sgmodels without executing it), in eval mode, on `device`.
+    checkpoint (official NVIDIA / rosinality, read by sgmodels without executing it), in eval mode, on `device`:
+    an sgmodels generator module (W space: check with `is_style_generator`).
 
     Raises:
         ValueError (SnapshotError, CheckpointFormatError, UnsafePickleError, NonFiniteError): missing, corrupt,
@@ -160,7 +168,9 @@ def load_generator(path: str | os.PathLike[str], device: str = "cpu",
     from sgmodels.importers import load_network_file
 
     generator, _ = load_network_file(path, key=network_key, device=device)
-    return generator
+    # Typed, not checked: the importers build sgmodels generators (GeneratorModule) for G and G_ema; an explicit
+    # network_key="D" gives the discriminator, which GeneratorSource and check_projectable refuse as before.
+    return cast("LatentGenerator", generator)
 
 
 def load_tf_classifier(path: str | os.PathLike[str],
@@ -201,15 +211,8 @@ def image_grid(images: torch.Tensor, cols: int | None = None) -> torch.Tensor:
     return grid(images, cols=cols)
 
 
-def is_style_generator(G: Any) -> bool:
-    """Whether `G` has a W space (`mapping`, `synthesis`, `w_dim`, `num_ws`), as sgmodels decides it."""
-    from sgmodels.interfaces import is_style_generator as check
-
-    return bool(check(G))
-
-
 def mixed_ws(
-    G: Any,  # style-based generator: mapping(z, c, truncation_psi=...) and num_ws
+    G: StyleGenerator,  # style-based generator: mapping(z, c, truncation_psi=...) and num_ws
     zs: list[torch.Tensor],  # K latents [N, z_dim] each
     c: torch.Tensor | None,  # labels [N, c_dim] shared by the K latents (c_dim may be 0), or None
     crossovers: torch.Tensor,  # int64 [N, K - 1], sorted per row, in [0, num_ws]
