@@ -1,7 +1,9 @@
 """Feature-network weight files: one registry, offline-first lookup, checksum verification, and `sgeval weights`.
 
-Every file a feature extractor can load is listed once in `WEIGHTS` with its file name, sha256 and the address it is
-normally downloaded from (text only: nothing is fetched unless asked). A file is looked for, in this order:
+Every file a feature extractor or image distance can load is registered once (`register_weights`, beside the
+extractor's or distance's own entry in `sgeval/features/registry.py` / `sgeval/distances/registry.py`; all of them:
+`known_weights()`) with its file name, sha256 and the address it is normally downloaded from (text only: nothing is
+fetched unless asked). A file is looked for, in this order:
 
 1. an explicit path (`--detector-weights PATH`; used even when its checksum is not the registry's, with a warning,
    and its sha256 is recorded; a folder stands for the registry file name inside it);
@@ -50,6 +52,8 @@ from sgeval.cache import default_cache_root
 
 __all__ = [
     "WEIGHTS",
+    "known_weights",
+    "register_weights",
     "ResolvedWeights",
     "SearchLocation",
     "UnverifiedWeightsWarning",
@@ -93,72 +97,27 @@ class WeightsSpec:
         return self.url.startswith(("https://", "http://"))
 
 
-WEIGHTS: dict[str, WeightsSpec] = {
-    spec.name: spec
-    for spec in (
-        WeightsSpec(
-            name="inception-tf-port",
-            filename="weights-inception-2015-12-05-6726825d.pth",
-            sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
-            url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-            "weights-inception-2015-12-05-6726825d.pth",
-            extractor="inception-v3-tf",
-            format="state_dict",
-            origin="torch-fidelity's PyTorch port of TF inception-2015-12-05 (Apache-2.0); loaded by sgeval's own "
-            "Inception re-implementation",
-            alt_filenames=("pt_inception-2015-12-05-6726825d.pth",),
-        ),
-        WeightsSpec(
-            name="inception-torchscript",
-            filename="inception-2015-12-05.pt",
-            sha256="f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
-            url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
-            extractor="inception-v3-tf",
-            format="torchscript",
-            origin="NVIDIA's TorchScript translation of TF inception-2015-12-05 (stylegan2-ada-pytorch, clean-fid)",
-        ),
-        WeightsSpec(
-            name="vgg16-torchscript",
-            filename="vgg16.pt",
-            sha256=None,
-            url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt",
-            extractor="vgg16-fc2",
-            format="torchscript",
-            origin="NVIDIA's TorchScript VGG16 used by stylegan2-ada-pytorch precision/recall, PPL and projector",
-        ),
-        WeightsSpec(
-            name="vgg16-torchvision",
-            filename="vgg16-397923af.pth",
-            sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
-            url="https://download.pytorch.org/models/vgg16-397923af.pth",
-            extractor="vgg16-fc2",
-            format="state_dict",
-            origin="torchvision VGG16 ImageNet weights (IMAGENET1K_V1)",
-        ),
-        WeightsSpec(
-            name="lpips-vgg-lin-v0.1",
-            filename="vgg.pth",
-            sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
-            url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
-            extractor="lpips-vgg",
-            format="state_dict",
-            origin="LPIPS v0.1 linear layers for the VGG16 backbone (Zhang et al. 2018), shipped in the lpips package "
-            "(BSD-2-Clause); the backbone itself is vgg16-torchvision",
-            packaged="lpips/weights/v0.1/vgg.pth",
-        ),
-        WeightsSpec(
-            name="domain-detector",
-            filename="detector.safetensors",
-            sha256=None,
-            url="(not downloadable: made by `sgeval detector train --data LABELLED.zip --outdir DIR`)",
-            extractor="domain",
-            format="state_dict",
-            origin="a feature network trained by `sgeval detector train` on a labelled dataset (sgeval.detector); "
-            "its sha256 is recorded in the detector.json beside it and checked on loading",
-            described_by=".json",
-        ),
-    )
-}
+WEIGHTS: dict[str, WeightsSpec] = {}  # filled by `register_weights`; read it through `known_weights()`
+
+
+def register_weights(spec: WeightsSpec) -> WeightsSpec:
+    """Add a weights file to the registry (the extractor and distance registries register the files they load,
+    beside their own entries); a different spec under a known name is an error. Returns the spec."""
+    if spec.name in WEIGHTS and WEIGHTS[spec.name] != spec:
+        raise ValueError(f"weights {spec.name!r} are already registered")
+    WEIGHTS[spec.name] = spec
+    return spec
+
+
+def known_weights() -> dict[str, WeightsSpec]:
+    """Every weights file the project knows: those of the registered feature extractors and image distances.
+
+    The registries are imported here (they are light: no torch), so `sgeval weights list` and the lookups see every
+    file whichever module was imported first."""
+    import sgeval.distances.registry  # noqa: F401  (registering its distances registers their files)
+    import sgeval.features.registry  # noqa: F401
+
+    return WEIGHTS
 
 
 class WeightsError(ValueError, click.ClickException):
@@ -386,10 +345,11 @@ def use_explicit_file(path: str | os.PathLike[str], candidates: Sequence[Weights
 
 def _names_to_specs(names: str | Sequence[str]) -> list[WeightsSpec]:
     wanted = [names] if isinstance(names, str) else list(names)
-    unknown = [name for name in wanted if name not in WEIGHTS]
+    table = known_weights()
+    unknown = [name for name in wanted if name not in table]
     if unknown or not wanted:
-        raise ValueError(f"unknown weights {unknown or wanted}; registered: {', '.join(sorted(WEIGHTS))}")
-    return [WEIGHTS[name] for name in wanted]
+        raise ValueError(f"unknown weights {unknown or wanted}; registered: {', '.join(sorted(table))}")
+    return [table[name] for name in wanted]
 
 
 def resolve_weights(
@@ -479,13 +439,14 @@ def import_weights(path: str | os.PathLike[str], name: str | None = None) -> tup
     if not source.is_file():
         raise WeightsNotFoundError(f"{source} does not exist")
     actual = file_sha256(source)
-    matches = [spec for spec in WEIGHTS.values() if spec.sha256 == actual]
+    table = known_weights()
+    matches = [spec for spec in table.values() if spec.sha256 == actual]
     if not matches:
-        unverifiable = [spec for spec in WEIGHTS.values() if spec.sha256 is None
+        unverifiable = [spec for spec in table.values() if spec.sha256 is None
                         and (spec.name == name or (name is None and spec.filename == source.name))]
         if not unverifiable:
             known = "\n".join(f"  {spec.name:<22} {spec.filename:<44} {spec.sha256 or 'unknown'}"
-                              for spec in WEIGHTS.values())
+                              for spec in table.values())
             raise WeightsChecksumError(f"{source} has sha256 {actual}, which matches no registered weights:\n{known}")
         if unverifiable[0].described_by is None:  # a described file's loader checks it against its description
             warnings.warn(f"no checksum is known for {unverifiable[0].filename}; importing {source} unverified "
@@ -522,7 +483,7 @@ def weights_command() -> None:
 @_WEIGHTS_DIR_OPTION
 def list_command(weights_dir: Path | None) -> None:
     """Show every registered weights file and where it was found (no hashing; see `verify`)."""
-    for spec in WEIGHTS.values():
+    for spec in known_weights().values():
         found = _first_present(spec, weights_dir)
         click.echo(f"{spec.name:<22} {spec.extractor:<16} {spec.filename}")
         described = f"recorded in the {spec.described_by} file beside it" if spec.described_by else None
@@ -550,7 +511,7 @@ def verify_command(names: tuple[str, ...], weights_dir: Path | None) -> None:
     Exit status 1 when a file has a wrong checksum or a named file is missing.
     """
     try:
-        specs = _names_to_specs(names) if names else list(WEIGHTS.values())
+        specs = _names_to_specs(names) if names else list(known_weights().values())
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     failed = False

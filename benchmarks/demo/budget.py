@@ -91,18 +91,18 @@ def official_fid(budget: Budget) -> tuple[str | None, str]:
     """
     from sgeval.features.registry import get_extractor_spec
     from sgeval.protocols import resolve_protocol
-    from sgeval.weights import WEIGHTS, WeightsError, find_weights
+    from sgeval.weights import WeightsError, find_weights, known_weights
 
     files = get_extractor_spec(INCEPTION).weights
     for weights_name in files:
         try:
-            found = find_weights(WEIGHTS[weights_name])
+            found = find_weights(known_weights()[weights_name])
         except WeightsError as error:  # a corrupt copy: say so rather than stop the demo
             return None, f"FID skipped: {error}"
         if found is not None:
             protocol = resolve_protocol(OFFICIAL_FID, num_gen=budget.num_gen, num_real=budget.num_gen).name
             return protocol, (f"FID ({protocol}) measured on the final snapshot with the Inception weights found at "
                               f"{found.path}")
-    names = " or ".join(WEIGHTS[name].filename for name in files)
+    names = " or ".join(known_weights()[name].filename for name in files)
     return None, (f"FID ({OFFICIAL_FID}) skipped: the Inception weights ({names}) are not on this machine and the demo "
                   "never downloads; `sgeval weights import FILE` puts a copy where it is found")

@@ -7,8 +7,8 @@ the registry imports neither torch nor torchvision.
 
 Adding a distance (for instance one on a feature network the project trains itself):
 
-1. register its weights file(s) in `sgeval.weights.WEIGHTS` (file name, sha256, origin), so that the usual lookup,
-   `sgeval weights list/verify/import` and the not-found errors cover them;
+1. register its weights file(s) with `sgeval.weights.register_weights` beside its entry below (file name, sha256,
+   origin), so that the usual lookup, `sgeval weights list/verify/import` and the not-found errors cover them;
 2. write a module in `sgeval/distances/` with a subclass of `sgeval.distances.base.ImageDistance` (implement
    `distance(img0, img1) -> [N]`; the base class validates, replicates grey and records the identity) and a factory
    taking `{role: ResolvedWeights}`;
@@ -24,7 +24,15 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from sgeval.weights import WEIGHTS, ResolvedWeights, WeightsNotFoundError, resolve_weights
+import sgeval.features.registry  # noqa: F401  (the files its extractors load: VGG16, the domain detector)
+from sgeval.weights import (
+    WEIGHTS,
+    ResolvedWeights,
+    WeightsNotFoundError,
+    WeightsSpec,
+    register_weights,
+    resolve_weights,
+)
 
 if TYPE_CHECKING:
     from sgeval.distances.base import ImageDistance
@@ -90,6 +98,17 @@ def register_distance(spec: DistanceSpec) -> DistanceSpec:
     return spec
 
 
+register_weights(WeightsSpec(
+    name="lpips-vgg-lin-v0.1",
+    filename="vgg.pth",
+    sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+    url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
+    extractor="lpips-vgg",
+    format="state_dict",
+    origin="LPIPS v0.1 linear layers for the VGG16 backbone (Zhang et al. 2018), shipped in the lpips package "
+    "(BSD-2-Clause); the backbone itself is vgg16-torchvision",
+    packaged="lpips/weights/v0.1/vgg.pth",
+))
 register_distance(DistanceSpec(
     name="lpips-vgg",
     files=(DistanceFile("backbone", ("vgg16-torchvision",)), DistanceFile("linear", ("lpips-vgg-lin-v0.1",))),

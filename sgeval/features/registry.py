@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sgeval.weights import WEIGHTS, ResolvedWeights, resolve_weights
+from sgeval.weights import WEIGHTS, ResolvedWeights, WeightsSpec, register_weights, resolve_weights
 
 if TYPE_CHECKING:
     from sgeval.features.base import FeatureExtractor
@@ -54,6 +54,29 @@ def register_extractor(spec: ExtractorSpec) -> ExtractorSpec:
     return spec
 
 
+# Each extractor's entry: the weights files it loads (sgeval.weights), then the extractor.
+
+register_weights(WeightsSpec(
+    name="inception-tf-port",
+    filename="weights-inception-2015-12-05-6726825d.pth",
+    sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+    url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    "weights-inception-2015-12-05-6726825d.pth",
+    extractor="inception-v3-tf",
+    format="state_dict",
+    origin="torch-fidelity's PyTorch port of TF inception-2015-12-05 (Apache-2.0); loaded by sgeval's own "
+    "Inception re-implementation",
+    alt_filenames=("pt_inception-2015-12-05-6726825d.pth",),
+))
+register_weights(WeightsSpec(
+    name="inception-torchscript",
+    filename="inception-2015-12-05.pt",
+    sha256="f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
+    url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+    extractor="inception-v3-tf",
+    format="torchscript",
+    origin="NVIDIA's TorchScript translation of TF inception-2015-12-05 (stylegan2-ada-pytorch, clean-fid)",
+))
 register_extractor(ExtractorSpec(
     name="inception-v3-tf",
     feature_dim=2048,
@@ -70,6 +93,24 @@ register_extractor(ExtractorSpec(
     metrics=("is",),
     description="the same TF Inception's 1008 logits without output bias (Inception Score), same weights files",
 ))
+register_weights(WeightsSpec(
+    name="vgg16-torchscript",
+    filename="vgg16.pt",
+    sha256=None,
+    url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt",
+    extractor="vgg16-fc2",
+    format="torchscript",
+    origin="NVIDIA's TorchScript VGG16 used by stylegan2-ada-pytorch precision/recall, PPL and projector",
+))
+register_weights(WeightsSpec(
+    name="vgg16-torchvision",
+    filename="vgg16-397923af.pth",
+    sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+    url="https://download.pytorch.org/models/vgg16-397923af.pth",
+    extractor="vgg16-fc2",
+    format="state_dict",
+    origin="torchvision VGG16 ImageNet weights (IMAGENET1K_V1)",
+))
 register_extractor(ExtractorSpec(
     name="vgg16-fc2",
     feature_dim=4096,
@@ -77,6 +118,17 @@ register_extractor(ExtractorSpec(
     factory="sgeval.features.vgg16:build_vgg16_extractor",
     metrics=("pr", "prdc"),
     description="VGG16 fc2 after ReLU (precision/recall); NVIDIA TorchScript or torchvision weights",
+))
+register_weights(WeightsSpec(
+    name="domain-detector",
+    filename="detector.safetensors",
+    sha256=None,
+    url="(not downloadable: made by `sgeval detector train --data LABELLED.zip --outdir DIR`)",
+    extractor="domain",
+    format="state_dict",
+    origin="a feature network trained by `sgeval detector train` on a labelled dataset (sgeval.detector); "
+    "its sha256 is recorded in the detector.json beside it and checked on loading",
+    described_by=".json",
 ))
 register_extractor(ExtractorSpec(
     name="domain",

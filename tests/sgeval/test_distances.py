@@ -155,7 +155,7 @@ def test_lpips_vgg_identity_names_both_files(ours: ImageDistance, vgg16_file: Pa
     assert json.loads(json.dumps(identity)) == identity
     assert identity["name"] == "lpips-vgg" and "[-1, 1]" in identity["input"]
     assert identity["weights_sha256"] == {"backbone": W.file_sha256(vgg16_file),
-                                          "linear": W.WEIGHTS["lpips-vgg-lin-v0.1"].sha256}
+                                          "linear": W.known_weights()["lpips-vgg-lin-v0.1"].sha256}
     record = ours.provenance()
     assert record["weights"]["linear"]["weights_verified"] is True
     assert record["weights"]["backbone"]["weights_verified"] is False  # random file: used, and recorded, unverified
@@ -163,7 +163,7 @@ def test_lpips_vgg_identity_names_both_files(ours: ImageDistance, vgg16_file: Pa
 
 def test_lin_weights_are_found_inside_the_installed_lpips_package(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = W.WEIGHTS["lpips-vgg-lin-v0.1"]
+    spec = W.known_weights()["lpips-vgg-lin-v0.1"]
     assert W.file_sha256(LIN_FILE) == spec.sha256  # the registry checksum is the shipped file's
     found = W.resolve_weights(spec.name)
     assert found.verified and found.path == LIN_FILE and found.origin == "installed lpips package"
@@ -175,8 +175,8 @@ def test_lin_weights_are_found_inside_the_installed_lpips_package(tmp_path: Path
 
 
 def test_packaged_file_of_another_release_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = W.WEIGHTS["lpips-vgg-lin-v0.1"]
-    monkeypatch.setitem(W.WEIGHTS, spec.name, dataclasses.replace(spec, sha256="0" * 64))
+    spec = W.known_weights()["lpips-vgg-lin-v0.1"]
+    monkeypatch.setitem(W.known_weights(), spec.name, dataclasses.replace(spec, sha256="0" * 64))
     with pytest.raises(W.WeightsChecksumError, match="shipped in the installed lpips package"):
         W.resolve_weights(spec.name)
 
@@ -186,12 +186,12 @@ def test_missing_backbone_is_a_clear_not_found_error() -> None:
         build_distance("lpips-vgg")
     message = str(info.value)
     assert "image distance 'lpips-vgg' needs its backbone weights" in message
-    assert "vgg16-397923af.pth" in message and str(W.WEIGHTS["vgg16-torchvision"].sha256) in message
+    assert "vgg16-397923af.pth" in message and str(W.known_weights()["vgg16-torchvision"].sha256) in message
 
 
 def test_missing_lin_weights_name_the_file(vgg16_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = W.WEIGHTS["lpips-vgg-lin-v0.1"]
-    monkeypatch.setitem(W.WEIGHTS, spec.name, dataclasses.replace(spec, packaged="no_such_package_x/vgg.pth"))
+    spec = W.known_weights()["lpips-vgg-lin-v0.1"]
+    monkeypatch.setitem(W.known_weights(), spec.name, dataclasses.replace(spec, packaged="no_such_package_x/vgg.pth"))
     with pytest.raises(W.WeightsNotFoundError) as info:
         _build("lpips-vgg", vgg16_file)  # a bare path is the first file, the backbone
     message = str(info.value)

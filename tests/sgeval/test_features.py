@@ -86,8 +86,9 @@ def test_inception_port_matches_torch_fidelity(inception_weights_file: Path) -> 
 def test_build_extractor_finds_registry_file(inception_weights_file: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The registry path: a file under the canonical name and checksum in SGEVAL_WEIGHTS_DIR is found and verified."""
-    spec = W.WEIGHTS["inception-tf-port"]
-    monkeypatch.setitem(W.WEIGHTS, spec.name, dataclasses.replace(spec, sha256=W.file_sha256(inception_weights_file)))
+    spec = W.known_weights()["inception-tf-port"]
+    monkeypatch.setitem(W.known_weights(), spec.name,
+                        dataclasses.replace(spec, sha256=W.file_sha256(inception_weights_file)))
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / spec.filename).symlink_to(inception_weights_file)
     monkeypatch.setenv("SGEVAL_WEIGHTS_DIR", str(tmp_path / "w"))

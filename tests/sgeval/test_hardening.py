@@ -193,7 +193,7 @@ def test_weights_of_another_architecture_are_described_in_a_few_lines(tmp_path: 
     torch.save(wrong, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        resolved = use_explicit_file(path, [__import__("sgeval.weights").weights.WEIGHTS["inception-tf-port"]])
+        resolved = use_explicit_file(path, [__import__("sgeval.weights").weights.known_weights()["inception-tf-port"]])
     with pytest.raises(WeightsError) as caught:
         build_inception_extractor(resolved)
     message = str(caught.value)
@@ -204,7 +204,7 @@ def test_weights_of_another_architecture_are_described_in_a_few_lines(tmp_path: 
 
 def test_a_checkpoint_dict_with_non_tensor_values_is_a_message(tmp_path: Path) -> None:
     from sgeval.features.inception import InceptionV3TF, build_inception_extractor
-    from sgeval.weights import WEIGHTS, WeightsError, use_explicit_file
+    from sgeval.weights import WeightsError, known_weights, use_explicit_file
 
     with torch.device("meta"):
         keys = list(InceptionV3TF().state_dict())
@@ -212,7 +212,7 @@ def test_a_checkpoint_dict_with_non_tensor_values_is_a_message(tmp_path: Path) -
     torch.save({"state_dict": {key: torch.zeros(1) for key in keys[:2]}, "epoch": 3}, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        resolved = use_explicit_file(path, [WEIGHTS["inception-tf-port"]])
+        resolved = use_explicit_file(path, [known_weights()["inception-tf-port"]])
     with pytest.raises(WeightsError, match=r"2 of its 2 values are not tensors: 'state_dict' \(dict\), 'epoch' "
                                            r"\(int\).*save the state dict under 'state_dict' alone"):
         build_inception_extractor(resolved)

@@ -18,8 +18,8 @@ from sgeval import weights as W
 def fake_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[W.WeightsSpec, bytes]:
     """Re-register "inception-tf-port" with the checksum of a small fake payload."""
     payload = b"fake inception weights " * 100
-    spec = dataclasses.replace(W.WEIGHTS["inception-tf-port"], sha256=hashlib.sha256(payload).hexdigest())
-    monkeypatch.setitem(W.WEIGHTS, spec.name, spec)
+    spec = dataclasses.replace(W.known_weights()["inception-tf-port"], sha256=hashlib.sha256(payload).hexdigest())
+    monkeypatch.setitem(W.known_weights(), spec.name, spec)
     return spec, payload
 
 
@@ -30,7 +30,7 @@ def _put(directory: Path, name: str, data: bytes) -> Path:
 
 
 def test_registry_entries_are_complete() -> None:
-    for spec in W.WEIGHTS.values():
+    for spec in W.known_weights().values():
         assert spec.filename and spec.format in ("state_dict", "torchscript")
         assert spec.url.startswith("https://") or spec.described_by is not None  # a user-trained file has no address
         assert spec.sha256 is None or (len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0)
@@ -75,7 +75,7 @@ def test_missing_file_error_is_fast_and_actionable(monkeypatch: pytest.MonkeyPat
         W.resolve_weights(["inception-tf-port", "inception-torchscript"], allow_download=True)
     assert time.perf_counter() - started < 0.5
     message = str(info.value)
-    for spec in (W.WEIGHTS["inception-tf-port"], W.WEIGHTS["inception-torchscript"]):
+    for spec in (W.known_weights()["inception-tf-port"], W.known_weights()["inception-torchscript"]):
         assert spec.filename in message and spec.sha256 in message and spec.url in message
     for location in W.search_locations():
         if location.directory is not None:
@@ -94,7 +94,7 @@ def test_errors_reach_the_command_line_without_a_traceback() -> None:
 
 
 def test_wrong_checksum_under_registry_name_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = W.WEIGHTS["vgg16-torchvision"]
+    spec = W.known_weights()["vgg16-torchvision"]
     bad = _put(tmp_path / "w", spec.filename, b"truncated download")
     monkeypatch.setenv("SGEVAL_WEIGHTS_DIR", str(tmp_path / "w"))
     with pytest.raises(W.WeightsChecksumError) as info:
@@ -104,7 +104,7 @@ def test_wrong_checksum_under_registry_name_is_an_error(tmp_path: Path, monkeypa
 
 
 def test_alternative_names_need_the_right_checksum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = W.WEIGHTS["inception-tf-port"]
+    spec = W.known_weights()["inception-tf-port"]
     _put(tmp_path / "w", spec.alt_filenames[0], b"some other network")
     monkeypatch.setenv("SGEVAL_WEIGHTS_DIR", str(tmp_path / "w"))
     with pytest.raises(W.WeightsNotFoundError):  # skipped, not accepted, not a checksum error
@@ -130,7 +130,7 @@ def test_explicit_file_with_registry_checksum_is_verified(fake_spec: tuple[W.Wei
 
 
 def test_unknown_checksum_file_is_used_unverified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = W.WEIGHTS["vgg16-torchscript"]
+    spec = W.known_weights()["vgg16-torchscript"]
     assert spec.sha256 is None  # not established: see the module docstring
     _put(tmp_path / "w", spec.filename, b"an archive")
     monkeypatch.setenv("SGEVAL_WEIGHTS_DIR", str(tmp_path / "w"))
@@ -146,7 +146,7 @@ def test_unknown_name_lists_the_registry() -> None:
 
 def test_download_is_refused_offline() -> None:
     with pytest.raises(W.WeightsError, match="SGEVAL_OFFLINE"):
-        W.download_weights(W.WEIGHTS["vgg16-torchvision"])
+        W.download_weights(W.known_weights()["vgg16-torchvision"])
 
 
 def test_cli_import_verify_list(fake_spec: tuple[W.WeightsSpec, bytes], tmp_path: Path) -> None:
