@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
@@ -36,6 +36,9 @@ import torch
 from benchmarks.bench_extract import _isolated_environment, save_random_inception, write_png_folder
 from benchmarks.bench_fid import scipy_sqrtm_distance
 from benchmarks.common import add_common_arguments, print_table, random_generator, ratio, setup_threads, write_results
+
+if TYPE_CHECKING:
+    from sgmodels.interfaces import LatentGenerator
 
 __all__ = ["main", "official_style_fid"]
 
@@ -48,7 +51,7 @@ def _frechet_sqrtm(features_a: np.ndarray, features_b: np.ndarray) -> float:
     return scipy_sqrtm_distance(*stats[0], *stats[1])
 
 
-def official_style_fid(G: Any, folder: Path, weights: Path, num: int, batch: int, seed: int) -> float:
+def official_style_fid(G: LatentGenerator, folder: Path, weights: Path, num: int, batch: int, seed: int) -> float:
     """The official-style loop (module docstring): generate, quantise, extract; decode and extract the reals; FID."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -71,7 +74,7 @@ def official_style_fid(G: Any, folder: Path, weights: Path, num: int, batch: int
     return _frechet_sqrtm(np.concatenate(fake).astype(np.float64), np.concatenate(real).astype(np.float64))
 
 
-def _sgeval_fid(G: Any, folder: Path, weights: Path, num: int, batch: int, seed: int,
+def _sgeval_fid(G: LatentGenerator, folder: Path, weights: Path, num: int, batch: int, seed: int,
                 cache: Path) -> float:
     from sgeval.runner import evaluate_many
 

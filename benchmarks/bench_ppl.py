@@ -43,7 +43,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -58,6 +58,9 @@ from benchmarks.common import (
     setup_threads,
     write_results,
 )
+
+if TYPE_CHECKING:
+    from sgmodels.interfaces import StyleGenerator
 
 __all__ = ["DISTANCES", "main", "save_random_detector", "save_random_vgg16", "straightforward_ppl"]
 
@@ -158,7 +161,7 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return d / d.norm(dim=-1, keepdim=True)
 
 
-def straightforward_ppl(G: Any, settings: Any, distance: Callable[[torch.Tensor, torch.Tensor],
+def straightforward_ppl(G: StyleGenerator, settings: Any, distance: Callable[[torch.Tensor, torch.Tensor],
                         torch.Tensor], pairs: int, seed: int) -> tuple[float, np.ndarray]:
     """(PPL, per-pair distances / eps^2): the official PPL loop by hand (module docstring), one group of
     `settings.pairs_per_noise` pairs per generator call; the generator's noise buffers are restored afterwards."""
@@ -202,7 +205,7 @@ def straightforward_ppl(G: Any, settings: Any, distance: Callable[[torch.Tensor,
 # ----------------------------------------------------------------------------------------------------- the routes
 
 
-def _run_peer(G: Any, settings: Any, name: str, weights: Path, pairs: int,
+def _run_peer(G: StyleGenerator, settings: Any, name: str, weights: Path, pairs: int,
               seed: int) -> dict[str, float]:
     started = time.perf_counter()
     distance = _lpips_package_distance(weights) if name == "lpips-vgg" else _domain_distance(weights)
@@ -212,7 +215,7 @@ def _run_peer(G: Any, settings: Any, name: str, weights: Path, pairs: int,
     return {"total": ended - started, "loop": ended - loop_started, "ppl": value}
 
 
-def _run_sgeval(G: Any, protocol: str, name: str, weights: Path, pairs: int,
+def _run_sgeval(G: StyleGenerator, protocol: str, name: str, weights: Path, pairs: int,
                 seed: int) -> dict[str, float]:
     from sgeval.runner import evaluate_many
 

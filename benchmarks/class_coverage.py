@@ -35,6 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from sgmodels.data.dataset import ImageDataset
+from sgmodels.interfaces import LatentGenerator, as_generator
 from sgmodels.snapshot import load_snapshot
 
 __all__ = ["AttributeFrequencies", "LabelledReals", "attribute_frequencies", "check_classifiers", "class_histogram",
@@ -67,7 +68,7 @@ def load_reals(data: str, num: int, seed: int) -> tuple[torch.Tensor, np.ndarray
     return nearest_real_inputs(images), labels
 
 
-def fake_batches(G: Any, num: int, seed: int) -> Iterator[torch.Tensor]:
+def fake_batches(G: LatentGenerator, num: int, seed: int) -> Iterator[torch.Tensor]:
     """`num` fakes float [B, C, H, W] in batches of BATCH: z from torch.Generator(seed), constant noise, unclamped."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -76,7 +77,7 @@ def fake_batches(G: Any, num: int, seed: int) -> Iterator[torch.Tensor]:
             yield G(z, None, noise_mode="const").float()
 
 
-def class_histogram(G: Any, reals: torch.Tensor, labels: np.ndarray, num: int, seed: int) -> np.ndarray:
+def class_histogram(G: LatentGenerator, reals: torch.Tensor, labels: np.ndarray, num: int, seed: int) -> np.ndarray:
     """Fraction of `num` fakes (seeded z, constant noise) whose nearest real has each class."""
     nearest = [torch.cdist(_downsampled(fakes), reals).argmin(dim=1) for fakes in fake_batches(G, num, seed)]
     counts = np.bincount(labels[torch.cat(nearest).numpy()], minlength=int(labels.max()) + 1)
@@ -185,7 +186,7 @@ def real_frequencies(classifiers: Any, reals: LabelledReals) -> tuple[np.ndarray
     return reals.targets.mean(axis=0), decided.mean(axis=0)
 
 
-def attribute_frequencies(G: Any, classifiers: Any, reals: LabelledReals, num_gen: int, seed: int,
+def attribute_frequencies(G: LatentGenerator, classifiers: Any, reals: LabelledReals, num_gen: int, seed: int,
                           real: tuple[np.ndarray, np.ndarray] | None = None) -> AttributeFrequencies:
     """Attribute frequencies among `num_gen` fakes of G (`fake_batches`) against the reals; `real`: the
     `real_frequencies` computed once for several generators."""
@@ -236,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "`sgeval classifiers train --data DATA --outdir DIR`)")
         real = real_frequencies(classifiers, labelled)
         for path in args.snapshots:
-            G = load_snapshot(path).generator
+            G = as_generator(load_snapshot(path).generator)
             _print_attributes(path, attribute_frequencies(G, classifiers, labelled, args.num_gen, args.seed, real))
         return
     reals, labels = nearest_real_inputs(labelled.images), labelled.targets.argmax(axis=1)
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         predicted = predicted_class_histogram(classifier_logits(classifiers, real_batches(labelled.images)))
         print(f"       classifiers {np.round(predicted, 2)}  entropy {normalised_entropy(predicted):.3f}")
     for path in args.snapshots:
-        G = load_snapshot(path).generator
+        G = as_generator(load_snapshot(path).generator)
         hist = class_histogram(G, reals, labels, args.num_gen, args.seed)
         print(f"{path}\n       classes {np.round(hist, 2)}  entropy {normalised_entropy(hist):.3f}")
         if classifiers is not None:

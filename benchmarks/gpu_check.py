@@ -64,7 +64,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
@@ -72,6 +72,9 @@ import torch
 
 from benchmarks.bench_extract import _isolated_environment, save_random_inception
 from benchmarks.common import print_table, time_call, write_results
+
+if TYPE_CHECKING:
+    from sgmodels.interfaces import GeneratorModule
 
 __all__ = ["Row", "judge", "main", "relative_difference", "relative_l2", "window_mean_difference"]
 
@@ -590,8 +593,8 @@ def _distributed_networks(spec: dict[str, Any], device: torch.device) -> tuple[A
     return G, D, loss, phases, optimizers
 
 
-def _distributed_step(spec: dict[str, Any], step: int, dataset: Any, G: Any, loss: Any, phases: Any, rank: int,
-                      world: int, device: torch.device) -> None:
+def _distributed_step(spec: dict[str, Any], step: int, dataset: Any, G: GeneratorModule, loss: Any, phases: Any,
+                      rank: int, world: int, device: torch.device) -> None:
     """One minibatch as the training loop runs it (every due phase, gradient average, Adam, w_avg average), on
     this rank's round-robin share of a global batch seeded by (seed, step, phase)."""
     from sgmodels.training.distributed import average_gradients, average_running_buffers

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ import torch.nn.functional as F
 
 from sgeval.metrics.projection import ProjectorSettings
 from sgeval.sources.sgmodels_adapter import is_style_generator
+
+if TYPE_CHECKING:
+    from sgeval.sources.interfaces import LatentGenerator, StyleGenerator
 
 __all__ = [
     "DEFAULT_SEED",
@@ -95,17 +98,19 @@ class ProjectionResult:
         return self.ws[0]
 
 
-def check_projectable(G: Any) -> None:
-    """Raise ValueError unless G has a W space (mapping, synthesis, w_dim, num_ws) and is unconditional."""
+def check_projectable(G: LatentGenerator) -> StyleGenerator:
+    """G itself, typed as the style generator it must be: raise ValueError unless G has a W space (mapping,
+    synthesis, w_dim, num_ws) and is unconditional."""
     if not is_style_generator(G):
         raise ValueError(f"the projector needs a generator with a mapping network (W space: mapping, synthesis, "
                          f"w_dim, num_ws); this {type(G).__name__} has none (a traditional generator feeds z to its "
                          f"first layer only)")
     if int(getattr(G, "c_dim", 0) or 0) != 0:
         raise ValueError(f"the projector supports unconditional generators only; this one has c_dim = {G.c_dim}")
+    return G
 
 
-def check_target_shape(shape: tuple[int, ...], G: Any) -> None:
+def check_target_shape(shape: tuple[int, ...], G: LatentGenerator) -> None:
     """Raise ValueError unless a target shape (C, H, W) is G's output shape (img_channels, res, res)."""
     expected = (int(G.img_channels), int(G.img_resolution), int(G.img_resolution))
     if tuple(shape) != expected:
@@ -114,13 +119,13 @@ def check_target_shape(shape: tuple[int, ...], G: Any) -> None:
                          f"channel{'s' if expected[0] > 1 else ''} first")
 
 
-def _device_of(G: Any) -> torch.device:
+def _device_of(G: LatentGenerator) -> torch.device:
     parameter = next(iter(G.parameters()), None) if isinstance(G, torch.nn.Module) else None
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
 @torch.no_grad()
-def w_statistics(G: Any, num_samples: int = 10_000, seed: int = 123, batch_size: int = 1000) -> WStatistics:
+def w_statistics(G: StyleGenerator, num_samples: int = 10_000, seed: int = 123, batch_size: int = 1000) -> WStatistics:
     """w_avg and sigma_w of `num_samples` mapped latents (official recipe: z = RandomState(seed).randn(N, z_dim)).
 
     Args:
@@ -143,7 +148,7 @@ def w_statistics(G: Any, num_samples: int = 10_000, seed: int = 123, batch_size:
     return WStatistics(w_avg=w_avg.float(), w_std=w_std)
 
 
-def noise_buffers(G: Any) -> dict[str, torch.Tensor]:
+def noise_buffers(G: StyleGenerator) -> dict[str, torch.Tensor]:
     """The synthesis noise buffers of G, by their name under `G.synthesis` (e.g. "b8.conv0.noise_const")."""
     synthesis = G.synthesis
     if not isinstance(synthesis, torch.nn.Module):
@@ -177,7 +182,7 @@ def downsample_for_distance(images: torch.Tensor, max_resolution: int = 256) -> 
     return F.interpolate(images, size=(max_resolution, max_resolution), mode="area")
 
 
-def target_to_float(target: torch.Tensor, G: Any) -> torch.Tensor:
+def target_to_float(target: torch.Tensor, G: LatentGenerator) -> torch.Tensor:
     """Check a target against G's output and return it as float32 [1, C, H, W] in ~[-1, 1] on G's device.
 
     Args:
@@ -193,6 +198,13 @@ def target_to_float(target: torch.Tensor, G: Any) -> torch.Tensor:
     if not target.is_floating_point():
         raise ValueError(f"target must be uint8 or float, got {target.dtype}")
     return target.to(device, torch.float32)[None]  # [1, C, H, W]
+
+
+def _synthesis_module(G: StyleGenerator) -> torch.nn.Module:
+    """G.synthesis for `_swapped_buffers`, which needs the nn.Module API (`get_submodule`). Cast, not checked, to keep
+    behaviour: `noise_buffers` finds buffers only on a Module, so for any other synthesis the projector swaps
+    nothing (and `synthesize_with_noise` fails as before when given noise maps for it)."""
+    return cast(torch.nn.Module, G.synthesis)
 
 
 @contextlib.contextmanager
@@ -213,7 +225,7 @@ def _swapped_buffers(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor
 
 
 @torch.no_grad()
-def synthesize_with_noise(G: Any, ws: torch.Tensor, noise: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def synthesize_with_noise(G: StyleGenerator, ws: torch.Tensor, noise: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Re-render projections: G.synthesis(ws, noise_mode="const") with the given noise maps in place of G's.
 
     Args:
@@ -223,12 +235,12 @@ def synthesize_with_noise(G: Any, ws: torch.Tensor, noise: Mapping[str, torch.Te
         float [N, C, H, W] in ~[-1, 1] on G's device.
     """
     device = _device_of(G)
-    with _swapped_buffers(G.synthesis, {name: value.to(device) for name, value in noise.items()}):
+    with _swapped_buffers(_synthesis_module(G), {name: value.to(device) for name, value in noise.items()}):
         images: torch.Tensor = G.synthesis(ws.to(device), noise_mode="const")  # [N, C, H, W]
     return images
 
 
-def _synthesize(G: Any, w: torch.Tensor) -> torch.Tensor:
+def _synthesize(G: StyleGenerator, w: torch.Tensor) -> torch.Tensor:
     """float [1, C, H, W] of a single w [1, 1, w_dim] broadcast to all layers, with the (swapped) constant noise."""
     images: torch.Tensor = G.synthesis(w.repeat(1, int(G.num_ws), 1), noise_mode="const")  # ws [1, num_ws, w_dim]
     return images
@@ -259,7 +271,7 @@ def _renormalize_(noise: Mapping[str, torch.Tensor]) -> None:
 
 
 def project(
-    G: Any,
+    G: StyleGenerator,
     target: torch.Tensor,
     distance: ImageDistanceFn,
     *,
@@ -303,7 +315,7 @@ def project(
     traces: list[torch.Tensor] = []  # [2] per step: distance, regulariser (one device sync at the end)
     rates = [settings.learning_rate(step) for step in range(settings.num_steps)]
 
-    with _swapped_buffers(G.synthesis, noise):
+    with _swapped_buffers(_synthesis_module(G), noise):
         for step in range(settings.num_steps):
             for group in optimizer.param_groups:
                 group["lr"] = rates[step]

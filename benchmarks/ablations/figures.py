@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -35,9 +34,10 @@ def sample_grid(snapshot: Path, path: Path, count: int = 32) -> Path:
     """Images of seeds 0..count-1 (constant noise, no truncation) in one grid PNG."""
     from sgmodels.generate import generate_images
     from sgmodels.images import image_grid
+    from sgmodels.interfaces import as_generator
     from sgmodels.snapshot import load_generator
 
-    G: Any = load_generator(snapshot)  # a generator of the official protocol (z_dim, c_dim, num_ws, ...)
+    G = as_generator(load_generator(snapshot))  # an sgmodels generator (z_dim, c_dim, ...; W space when it has one)
     return _save(path, image_grid(generate_images(G, list(range(count)), noise_mode="const")))
 
 
@@ -46,9 +46,10 @@ def stochastic_variation(snapshot: Path, path: Path, seed: int = 0, realisations
     """One latent with `realisations` noise draws, then the per-pixel std over them (brighter = more variation)."""
     from sgmodels.generate import seed_latents
     from sgmodels.images import image_grid, to_uint8
+    from sgmodels.interfaces import as_generator
     from sgmodels.snapshot import load_generator
 
-    G: Any = load_generator(snapshot)  # a generator of the official protocol (z_dim, c_dim, num_ws, ...)
+    G = as_generator(load_generator(snapshot))  # an sgmodels generator (z_dim, c_dim, ...; W space when it has one)
     z = seed_latents([seed], G.z_dim).repeat(realisations, 1)  # [R, z_dim]: one latent, R noise draws
     c = torch.zeros(realisations, G.c_dim)
     with torch.random.fork_rng(devices=[]):
@@ -64,10 +65,11 @@ def mixing_grid(snapshot: Path, path: Path, rows: int = 4, cols: int = 4) -> Pat
     """StyleGAN Fig. 3: the first half of the layers from the column sources; None for a network without W."""
     from sgmodels.generate import style_mix
     from sgmodels.images import labelled_grid
+    from sgmodels.interfaces import as_generator, is_style_generator
     from sgmodels.snapshot import load_generator
 
-    G: Any = load_generator(snapshot)  # a generator of the official protocol (z_dim, c_dim, num_ws, ...)
-    if getattr(G, "mapping", None) is None or int(getattr(G, "num_ws", 0)) < 2:
+    G = as_generator(load_generator(snapshot))  # an sgmodels generator (z_dim, c_dim, ...; W space when it has one)
+    if not is_style_generator(G) or int(G.num_ws) < 2:
         return None
     styles = list(range(max(1, G.num_ws // 2)))
     grid = style_mix(G, list(range(rows)), list(range(100, 100 + cols)), styles)

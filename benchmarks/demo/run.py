@@ -154,6 +154,7 @@ def coverage_of(data: Path, snapshots: list[Path], num_gen: int, seed: int = 0,
     for class labels (and, with `classifiers`, the classifier-predicted one); attribute frequencies against the
     reals for attribute labels, which need `classifiers` (a folder of `sgeval classifiers train`)."""
     from benchmarks import class_coverage as cc
+    from sgmodels.interfaces import as_generator
     from sgmodels.snapshot import load_generator
 
     labelled = cc.load_labelled(str(data), 10_000, seed)
@@ -166,7 +167,8 @@ def coverage_of(data: Path, snapshots: list[Path], num_gen: int, seed: int = 0,
         if loaded is None:
             raise ValueError(f"{data} has attribute labels: its coverage check needs the classifiers trained on it")
         real = cc.real_frequencies(loaded, labelled)
-        found = {path.name: cc.attribute_frequencies(load_generator(path), loaded, labelled, num_gen, seed, real)
+        found = {path.name: cc.attribute_frequencies(as_generator(load_generator(path)), loaded, labelled, num_gen,
+                                                     seed, real)
                  for path in snapshots}
         return Coverage(real[1], {name: freq.fake for name, freq in found.items()},
                         {"data": math.nan} | {name: math.nan for name in found}, kind="attributes",
@@ -174,7 +176,7 @@ def coverage_of(data: Path, snapshots: list[Path], num_gen: int, seed: int = 0,
                         summaries={name: freq.summary() for name, freq in found.items()})
     reals, labels = cc.nearest_real_inputs(labelled.images), labelled.targets.argmax(axis=1)
     data_histogram = np.bincount(labels) / len(labels)
-    generators = {path.name: load_generator(path) for path in snapshots}
+    generators = {path.name: as_generator(load_generator(path)) for path in snapshots}
     histograms = {name: cc.class_histogram(G, reals, labels, num_gen, seed) for name, G in generators.items()}
     entropy = {"data": cc.normalised_entropy(data_histogram)}
     entropy.update({name: cc.normalised_entropy(hist) for name, hist in histograms.items()})

@@ -27,13 +27,18 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from sgmodels.clierrors import cli_errors
 from sgmodels.fileio import check_writable_folder
 from sgmodels.progress import progress_bar
+
+if TYPE_CHECKING:
+    import torch
+
+    from sgeval.sources.interfaces import LatentGenerator, StyleGenerator
 
 __all__ = ["DEFAULT_DISTANCE", "project_command", "protocol_name"]
 
@@ -72,7 +77,7 @@ def _distance_names() -> list[str]:
     return [spec.name for spec in list_distances()]
 
 
-def _load_network(network: str, device: str) -> tuple[Any, Path]:
+def _load_network(network: str, device: str) -> tuple[LatentGenerator, Path]:
     """The evaluated generator of a snapshot, or of the newest snapshot of a training run directory."""
     from sgeval.sources.sgmodels_adapter import is_network_file, load_generator, run_snapshots
 
@@ -88,7 +93,7 @@ def _load_network(network: str, device: str) -> tuple[Any, Path]:
     return load_generator(path, device=device), path
 
 
-def _real_targets(path: Path, max_targets: int | None, G: Any) -> _TargetSet:
+def _real_targets(path: Path, max_targets: int | None, G: LatentGenerator) -> _TargetSet:
     """The target images of a folder or zip, checked against G's output shape before anything is projected."""
     from sgeval.projector import check_target_shape
     from sgeval.sources.images import open_image_source
@@ -99,7 +104,7 @@ def _real_targets(path: Path, max_targets: int | None, G: Any) -> _TargetSet:
     return _TargetSet("targets", names, lambda index: source.read([index])[0], False, source.fingerprint())
 
 
-def _generated_targets(G: Any, count: int, seed: int, device: str) -> _TargetSet:
+def _generated_targets(G: LatentGenerator, count: int, seed: int, device: str) -> _TargetSet:
     """`count` images of G itself (random noise, as the network generates them), quantised to uint8 like a file."""
     from sgeval.sources.generator import GeneratorSource
 
@@ -135,11 +140,9 @@ def _save_arrays(path: Path, array: Any = None, **named: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _project_set(targets: _TargetSet, G: Any, distance: Any, options: dict[str, Any], folder: Path,
+def _project_set(targets: _TargetSet, G: StyleGenerator, distance: Any, options: dict[str, Any], folder: Path,
                  bar: Any) -> list[float]:
     """Project every target of the set, writing its files; returns the final distances in target order."""
-    import torch
-
     from sgeval.projector import project
     from sgeval.sources.generator import float_to_uint8
     from sgeval.sources.sgmodels_adapter import write_png
@@ -365,8 +368,8 @@ def _run(network: str, targets_path: Path, outdir: Path, opts: _Options) -> list
     from sgeval.sources.generator import module_fingerprint
 
     start = time.time()
-    G, snapshot = _load_network(network, opts.device)
-    check_projectable(G)
+    loaded, snapshot = _load_network(network, opts.device)
+    G = check_projectable(loaded)  # the same generator, typed as a style generator
     real = _real_targets(targets_path, opts.max_targets, G)
     sets = [real]
     if opts.attribution:
@@ -382,7 +385,8 @@ def _run(network: str, targets_path: Path, outdir: Path, opts: _Options) -> list
                      for targets in sets}
     results = _results(distances, {
         "settings": settings, "seed": opts.seed, "distance": distance, "snapshot": snapshot, "start": start,
-        "network_fingerprint": module_fingerprint(G), "data_fingerprint": real.fingerprint,
+        # load_generator's networks are sgmodels modules; the interface does not declare state_dict
+        "network_fingerprint": module_fingerprint(cast("torch.nn.Module", G)), "data_fingerprint": real.fingerprint,
         "targets_path": targets_path, "outdir": outdir,
     })
     auc = next((r.values["auc"] for r in results if r.metric == "proj_attribution"), None)

@@ -31,6 +31,8 @@ from sgeval.cache import FeatureCache, cache_key
 if TYPE_CHECKING:
     import torch
 
+    from sgeval.sources.interfaces import LatentGenerator
+
 __all__ = ["SamplerContext", "SamplerSpec", "get_sampler", "register_sampler", "sample_arrays"]
 
 
@@ -38,7 +40,8 @@ __all__ = ["SamplerContext", "SamplerSpec", "get_sampler", "register_sampler", "
 class SamplerContext:
     """Everything a sampler may use; nothing else changes its output."""
 
-    G: Any  # generator with the official interface (an nn.Module in eval mode, on `device`)
+    G: LatentGenerator  # generator with the official interface (an nn.Module in eval mode, on `device`); samplers
+    # that need a W space check it at run time
     settings: Any  # the protocol's frozen settings dataclass of this metric
     num_samples: int  # how many samples (PPL: pairs) to draw
     seed: int  # every random draw derives from it (and from the sample's index, never from the batch size)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ import torch
 from sgeval.imageops import box_downsample, face_crop
 from sgeval.metrics.ppl import PPLSettings
 from sgeval.samplers import SamplerContext, register_sampler
+
+if TYPE_CHECKING:
+    from sgeval.sources.interfaces import LatentGenerator, StyleGenerator
 
 __all__ = ["lerp", "ppl_images", "sample_ppl", "slerp"]
 
@@ -76,12 +79,12 @@ def ppl_images(images: torch.Tensor, settings: PPLSettings, img_resolution: int)
     return box_downsample(images, base // BOX_TARGET)
 
 
-def _noise_buffers(G: Any) -> list[torch.Tensor]:
+def _noise_buffers(G: LatentGenerator) -> list[torch.Tensor]:
     return [buffer for name, buffer in G.named_buffers() if name.split(".")[-1] == "noise_const"]
 
 
 @contextlib.contextmanager
-def _restored_noise(G: Any) -> Iterator[list[torch.Tensor]]:
+def _restored_noise(G: LatentGenerator) -> Iterator[list[torch.Tensor]]:
     """The generator's `noise_const` buffers, restored to their values when the block ends."""
     buffers = _noise_buffers(G)
     saved = [buffer.detach().clone() for buffer in buffers]
@@ -93,7 +96,12 @@ def _restored_noise(G: Any) -> Iterator[list[torch.Tensor]]:
                 buffer.copy_(value)
 
 
-def _require_mapping(G: Any, settings: PPLSettings) -> None:
+def _has_mapping(G: LatentGenerator) -> TypeGuard[StyleGenerator]:
+    """Whether G has a mapping network (Z-space PPL maps z through it when it does)."""
+    return getattr(G, "mapping", None) is not None
+
+
+def _require_mapping(G: LatentGenerator, settings: PPLSettings) -> None:
     if settings.space == "w" and (getattr(G, "mapping", None) is None or getattr(G, "synthesis", None) is None):
         raise ValueError(f"PPL in W needs a generator with a mapping network (G.mapping, G.synthesis); this "
                          f"{type(G).__name__} has none. Use the Z-space protocols (ppl_zfull, ppl_zend) for it.")
@@ -124,14 +132,16 @@ def _pair_images(ctx: SamplerContext, z0: torch.Tensor, z1: torch.Tensor, t: tor
     ends = (t, t + settings.epsilon)
     if settings.space == "z":
         z = torch.stack([slerp(z0, z1, end) for end in ends], dim=1).flatten(0, 1)  # [2P, z_dim]
-        if getattr(G, "mapping", None) is None:  # no W space (traditional generator): Z goes straight in
+        if not _has_mapping(G):  # no W space (traditional generator): Z goes straight in
             return G(z, c2, truncation_psi=1, noise_mode="const").float()
-        ws = G.mapping(z, c2, truncation_psi=1)  # [2P, num_ws, w_dim]
+        style: StyleGenerator = G
+        ws = style.mapping(z, c2, truncation_psi=1)  # [2P, num_ws, w_dim]
     else:
-        w0, w1 = G.mapping(torch.cat([z0, z1]), torch.cat([c, c]), truncation_psi=1).chunk(2)  # [P, num_ws, w_dim]
+        style = cast("StyleGenerator", G)  # W-space PPL: sample_ppl's _require_mapping refused G without mapping
+        w0, w1 = style.mapping(torch.cat([z0, z1]), torch.cat([c, c]), truncation_psi=1).chunk(2)  # [P, num_ws, w_dim]
         ws = torch.stack([lerp(w0, w1, end, settings.interpolation) for end in ends], dim=1)  # [P, 2, num_ws, w_dim]
         ws = ws.flatten(0, 1)  # [2P, num_ws, w_dim]
-    return G.synthesis(ws, noise_mode="const").float()  # [2P, C, H, W]
+    return style.synthesis(ws, noise_mode="const").float()  # [2P, C, H, W]
 
 
 # Groups whose pairs go through one distance call. The distance network (VGG16 for LPIPS) runs ~1.6x faster on 16

@@ -21,7 +21,7 @@ entry cached by version 1 (no names) misses and is sampled again.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import torch
@@ -29,13 +29,17 @@ import torch
 from sgeval.samplers import SamplerContext, register_sampler
 from sgeval.sources.generator import latents_for_items
 
+if TYPE_CHECKING:
+    from sgeval.sources.interfaces import LatentGenerator, StyleGenerator
+
 __all__ = ["CHUNK", "sample_ls"]
 
 CHUNK = 16  # items per generator call, each chunk with its own noise seed (part of the sampler's version)
 _NOISE_STREAM = 2  # third word of the chunk's seed sequence (GeneratorSource uses 1), so the streams differ
 
 
-def _has_mapping(G: Any) -> bool:
+def _has_mapping(G: LatentGenerator) -> TypeGuard[StyleGenerator]:
+    """Whether G has mapping and synthesis networks (all that the sampler uses of a style generator)."""
     return getattr(G, "mapping", None) is not None and getattr(G, "synthesis", None) is not None
 
 

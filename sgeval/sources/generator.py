@@ -29,10 +29,13 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from sgeval.sources.interfaces import LatentGenerator, StyleGenerator
 
 __all__ = ["CallableSource", "GeneratorSource", "float_to_uint8", "item_streams", "latents_for_items",
            "module_fingerprint"]
@@ -211,7 +214,7 @@ class GeneratorSource(_LatentSource):
 
     def __init__(
         self,
-        G: Any,  # the generator (usually a torch.nn.Module)
+        G: LatentGenerator,  # the generator (usually a torch.nn.Module; checked at run time)
         truncation_psi: float = 1.0,  # 1 = no truncation (the official metrics' setting)
         noise_mode: str = "random",  # official metrics use "random" per-image noise
         class_idx: int | None = None,  # fixed class for a conditional generator
@@ -298,7 +301,8 @@ class GeneratorSource(_LatentSource):
 
         draws = mixing_draws(seed, indices, self.z_dim, self.mix_latents, self._num_ws, self.label_pool)
         c = self._labels(len(indices), draws.labels, device)  # [gen_batch, c_dim]
-        images = mixed_images(self.G, draws, c, self.truncation_psi, self.noise_mode)  # [gen_batch, C, H, W]
+        G = cast("StyleGenerator", self.G)  # check_mixing accepted it for K >= 2 (is_style_generator)
+        images = mixed_images(G, draws, c, self.truncation_psi, self.noise_mode)  # [gen_batch, C, H, W]
         return self._checked_shape(images)
 
     def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -33,10 +33,13 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from sgeval.sources.interfaces import LatentGenerator, StyleGenerator
 
 __all__ = ["MIX_RECIPE", "MixingDraws", "check_mixing", "mixed_images", "mixing_draws"]
 
@@ -52,7 +55,7 @@ class MixingDraws:
     crossovers: np.ndarray  # int64 [B, K - 1], sorted per row, values in 1 ... num_ws - 1
 
 
-def check_mixing(G: Any, mix_latents: int, name: str) -> int:
+def check_mixing(G: LatentGenerator, mix_latents: int, name: str) -> int:
     """Check that `G` can mix `mix_latents` latents per image; returns its num_ws (0 when K = 1 needs none).
 
     Raises:
@@ -101,7 +104,8 @@ def mixing_draws(seed: int, indices: Sequence[int], z_dim: int, mix_latents: int
     return MixingDraws(z, labels, crossovers)
 
 
-def mixed_images(G: Any, draws: MixingDraws, c: torch.Tensor, truncation_psi: float, noise_mode: str) -> torch.Tensor:
+def mixed_images(G: StyleGenerator, draws: MixingDraws, c: torch.Tensor, truncation_psi: float,
+                 noise_mode: str) -> torch.Tensor:
     """Render mixed items: float images [B, C, H, W] of `G.synthesis` (on the device of `c`).
 
     c: labels [B, c_dim] shared by the K latents of an item (c_dim may be 0).
