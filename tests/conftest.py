@@ -11,6 +11,7 @@ import torch
 
 _THREADS = int(os.environ.get("SGEVAL_TEST_THREADS", "1"))
 torch.set_num_threads(_THREADS)
+os.environ.setdefault("SGMODELS_NUM_THREADS", str(_THREADS))  # training's "auto" threads keep this fixed count
 # numpy/scipy's BLAS too: with the xdist workers already using every core, small LAPACK calls with 2 BLAS threads ran
 # 10-25x slower than with one on a loaded machine.
 threadpoolctl.threadpool_limits(_THREADS)

@@ -59,6 +59,9 @@ def _hide_total_kimg(command: click.Command) -> click.Command:
 @click.option("--device", type=str, default=None, help="cpu, cuda or cuda:N [cuda when available]")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="data loader processes [3 on CUDA, 0 on CPU]")
+@click.option("--threads", type=str, default="auto", show_default=True, metavar="auto|N",
+              help="CPU threads: auto follows the cores other processes leave free (re-counted every 10 s), N fixes "
+                   "them; SGMODELS_NUM_THREADS or OMP_NUM_THREADS set a fixed count too")
 @click.option("--quiet", is_flag=True, help="no progress lines")
 def train(**kwargs: Any) -> None:
     """Train a GAN and write snapshots, image grids and statistics into a new run directory.

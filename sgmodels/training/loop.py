@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from sgmodels.cpu import ThreadGovernor, explicit_thread_count
 from sgmodels.fileio import check_writable_folder, sweep_stale_temp_files, write_or_keep
 from sgmodels.interfaces import GeneratorModule, is_style_generator
 from sgmodels.progressive import set_lod
@@ -108,6 +109,7 @@ class Session:
     start_time: float = field(default_factory=time.time)
     tick_start_time: float = field(default_factory=time.time)
     maintenance_sec: float = 0.0  # seconds of the last snapshot/evaluation (not counted as training time)
+    threads: ThreadGovernor | None = None  # follows the free CPU cores (options.threads == "auto")
 
     @property
     def batches(self) -> BatchSource:
@@ -258,10 +260,41 @@ def restore_session(session: Session, snapshot_path: Path) -> None:
 # Step phase.
 
 
+def configure_threads(session: Session) -> None:
+    """Apply `options.threads` on a CPU device: a fixed count (the option's number, or SGMODELS_NUM_THREADS /
+    OMP_NUM_THREADS), or "auto": a governor that follows the free cores (`follow_free_cores`)."""
+    choice = session.options.threads
+    if choice is None or session.ctx.device.type != "cpu":
+        return
+    fixed = explicit_thread_count() if choice == "auto" else None
+    if choice != "auto":
+        if not choice.isdigit() or int(choice) < 1:
+            raise ValueError(f"threads must be 'auto' or a positive number, got {choice!r}")
+        fixed = int(choice)
+    if fixed is not None:
+        torch.set_num_threads(fixed)
+        return
+    session.threads = ThreadGovernor()
+
+
+def follow_free_cores(session: Session) -> None:
+    """Switch torch's thread count when the free cores changed (checked at most every 10 s; see sgmodels.cpu)."""
+    if session.threads is None:
+        return
+    wanted = session.threads.update()
+    if wanted is not None and wanted != torch.get_num_threads():
+        before = torch.get_num_threads()
+        torch.set_num_threads(wanted)
+        session.printer.print(f"threads: {before} -> {wanted} ({wanted} of the cores free; other processes use the "
+                              f"rest)")
+
+
 def run_session(session: Session) -> None:
     """Train until total_nimg: steps, ticks, snapshots."""
     session.tick_start_time = time.time()
+    configure_threads(session)
     while True:
+        follow_free_cores(session)
         training_step(session)
         done = session.counters.cur_nimg >= session.total_nimg
         tick_nimg = session.tick_kimg * 1000

@@ -55,6 +55,8 @@ class TrainOptions:
     device: str | None = None  # cpu, cuda, cuda:N; default cuda when available
     workers: int | None = None  # DataLoader worker processes (default 3 on CUDA, 0 on CPU)
     progress: bool = True  # print progress lines
+    threads: str | None = None  # CPU threads: None leaves torch's count, "auto" follows the free cores
+    # (sgmodels.cpu.ThreadGovernor), or a number
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
