@@ -8,7 +8,8 @@ Follows NVIDIA's `perceptual_path_length.py` (TF StyleGAN / StyleGAN2; docs/metr
   variants, as their code). t ~ U(0, 1) ("full") or t = 0 exactly ("end").
 * Noise: one realisation per group of `pairs_per_noise` pairs, shared by both images of every pair of the group
   (the official code re-initialises its noise variables before each minibatch and synthesises with constant
-  noise), drawn from N(0, 1) into the generator's `noise_const` buffers, which are restored afterwards.
+  noise), drawn from N(0, 1) in the shape of the generator's `noise_const` buffers; on accelerators several groups
+  are synthesised in one batch, each with its own realisation (`GENERATOR_GROUPS`), and the buffers are put back.
 * Images stay float32 (no quantisation, no clamping). Optional face crop (rows [3c, 7c), columns [2c, 6c),
   c = H // 8), then box downsampling to 256 by an integer factor: of the cropped size (TF) or of
   `G.img_resolution` (ADA, which shrinks cropped images to 128 at 1024^2: a named protocol variant).
@@ -79,21 +80,39 @@ def ppl_images(images: torch.Tensor, settings: PPLSettings, img_resolution: int)
     return box_downsample(images, base // BOX_TARGET)
 
 
-def _noise_buffers(G: LatentGenerator) -> list[torch.Tensor]:
-    return [buffer for name, buffer in G.named_buffers() if name.split(".")[-1] == "noise_const"]
+def _noise_modules(G: LatentGenerator) -> list[torch.nn.Module]:
+    """The layers of G that hold a `noise_const` buffer, in `named_buffers` order."""
+    modules = cast("torch.nn.Module", G).modules()
+    return [module for module in modules if module._buffers.get("noise_const") is not None]
+
+
+def _group_noise(modules: list[torch.nn.Module], noise_seed: int) -> list[torch.Tensor]:
+    """One group's realisation: per noise layer, N(0, 1) of the buffer's shape [H, W] from the group's seed, drawn
+    layer after layer from one CPU generator (as version 2 drew it into the buffers)."""
+    generator = torch.Generator(device="cpu").manual_seed(noise_seed)
+    return [torch.randn(_noise_buffer(module).shape, generator=generator) for module in modules]
+
+
+def _noise_buffer(module: torch.nn.Module) -> torch.Tensor:
+    return cast(torch.Tensor, module._buffers["noise_const"])  # _noise_modules keeps only layers that have one
 
 
 @contextlib.contextmanager
-def _restored_noise(G: LatentGenerator) -> Iterator[list[torch.Tensor]]:
-    """The generator's `noise_const` buffers, restored to their values when the block ends."""
-    buffers = _noise_buffers(G)
-    saved = [buffer.detach().clone() for buffer in buffers]
+def _per_sample_noise(modules: list[torch.nn.Module], realisations: list[list[torch.Tensor]],
+                      images_per_group: int) -> Iterator[None]:
+    """Synthesise several groups in one batch, each with its own noise: every `noise_const` buffer [H, W] becomes
+    [groups x images_per_group, 1, H, W] (group k's realisation on its rows; the layers broadcast it over channels
+    as they do the [H, W] buffer), and the original buffers are put back when the block ends."""
+    saved = [_noise_buffer(module) for module in modules]
     try:
-        yield buffers
+        for index, (module, original) in enumerate(zip(modules, saved, strict=True)):
+            rows = torch.stack([group[index] for group in realisations])  # [K, H, W]
+            rows = rows.repeat_interleave(images_per_group, dim=0).unsqueeze(1)  # [K * 2P, 1, H, W]
+            module._buffers["noise_const"] = rows.to(device=original.device, dtype=original.dtype)
+        yield
     finally:
-        with torch.no_grad():
-            for buffer, value in zip(buffers, saved, strict=True):
-                buffer.copy_(value)
+        for module, original in zip(modules, saved, strict=True):
+            module._buffers["noise_const"] = original
 
 
 def _has_mapping(G: LatentGenerator) -> TypeGuard[StyleGenerator]:
@@ -144,35 +163,56 @@ def _pair_images(ctx: SamplerContext, z0: torch.Tensor, z1: torch.Tensor, t: tor
     return style.synthesis(ws, noise_mode="const").float()  # [2P, C, H, W]
 
 
-# Groups whose pairs go through one distance call. The distance network (VGG16 for LPIPS) runs ~1.6x faster on 16
-# pairs than on one group's 4 (measured at 32x32 on 2 CPU cores); the generator still runs per group, since the group
-# shares its noise. A constant, not the caller's batch size: a network's rounding can depend on the batch, and the
-# result must not (sampler version 2 in the cache key; version 1 called the distance per group).
+# Groups whose pairs go through one distance call: the distance network (VGG16 for LPIPS) runs ~1.6x faster on 16
+# pairs than on one group's 4 (measured at 32x32 on 2 CPU cores). A constant, not the caller's batch size: a
+# network's rounding can depend on the batch, and the result must not (the sampler version is in the cache key).
 DISTANCE_GROUPS = 4
+# Groups per generator call, each with its own noise (`_per_sample_noise`). On a CPU a larger generator batch is not
+# faster (StyleGAN2 cpu32: 1.2-1.4 ms/img at 8 images, 1.3-1.8 at 32; cpu64: 3.3-3.9 against 5.5-6.2), so CPUs keep
+# one group per call; accelerators, which a batch of 8 leaves idle, take the distance call's groups at once.
+GENERATOR_GROUPS = {"cpu": 1}
+DEFAULT_GENERATOR_GROUPS = DISTANCE_GROUPS
 
 
-@register_sampler("ppl", version=2, networks=("distance",))
+def generator_groups(device: torch.device) -> int:
+    """Groups synthesised in one generator call on `device` (see GENERATOR_GROUPS)."""
+    return GENERATOR_GROUPS.get(device.type, DEFAULT_GENERATOR_GROUPS)
+
+
+def _chunk_images(ctx: SamplerContext, inputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                             torch.Tensor | None, int]],
+                  modules: list[torch.nn.Module]) -> torch.Tensor:
+    """PPL images [2 K P, C, H, W] of K groups' inputs in one generator call, pairs interleaved (even: t, odd:
+    t + eps), each group with its own noise."""
+    settings: PPLSettings = ctx.settings
+    z0 = torch.cat([group_z0 for group_z0, _z1, _t, _c, _seed in inputs])  # [K P, z_dim]
+    z1 = torch.cat([group_z1 for _z0, group_z1, _t, _c, _seed in inputs])  # [K P, z_dim]
+    t = torch.cat([group_t for _z0, _z1, group_t, _c, _seed in inputs])  # [K P]
+    group_labels = [group_c for _z0, _z1, _t, group_c, _seed in inputs]
+    labels = None if any(c is None for c in group_labels) else torch.cat(cast("list[torch.Tensor]", group_labels))
+    noise = [_group_noise(modules, seed) for _z0, _z1, _t, _c, seed in inputs]
+    with _per_sample_noise(modules, noise, 2 * settings.pairs_per_noise):
+        return ppl_images(_pair_images(ctx, z0, z1, t, labels), settings, int(ctx.G.img_resolution))
+
+
+@register_sampler("ppl", version=3, networks=("distance",))
 @torch.no_grad()
 def sample_ppl(ctx: SamplerContext) -> dict[str, np.ndarray]:
     """Distances / eps^2 of `ctx.num_samples` pairs: {"distances": float64 [N], "t": float64 [N]}."""
     settings: PPLSettings = ctx.settings
     _require_mapping(ctx.G, settings)
     distance = ctx.networks["distance"]
-    groups = math.ceil(ctx.num_samples / settings.pairs_per_noise)
-    distances, ts, pending = [], [], []
-    with _restored_noise(ctx.G) as noise_buffers:
-        for group in _progress(range(groups), ctx.progress):
-            z0, z1, t, labels, noise_seed = _group_inputs(ctx, group, settings.pairs_per_noise)
-            generator = torch.Generator(device="cpu").manual_seed(noise_seed)
-            for buffer in noise_buffers:  # one fresh realisation for the whole group (official: per minibatch)
-                buffer.copy_(torch.randn(buffer.shape, generator=generator))
-            pending.append(ppl_images(_pair_images(ctx, z0, z1, t, labels), settings, int(ctx.G.img_resolution)))
-            ts.append(t.double().cpu().numpy())
-            if len(pending) == DISTANCE_GROUPS or group == groups - 1:
-                images = torch.cat(pending)  # [2P', C, H, W], pairs interleaved (even: t, odd: t + eps)
-                pending = []
-                step = distance(images[0::2], images[1::2]).double() / settings.epsilon**2  # [P']
-                distances.append(step.cpu().numpy())
+    pairs = settings.pairs_per_noise
+    groups = math.ceil(ctx.num_samples / pairs)
+    modules = _noise_modules(ctx.G)
+    per_call = generator_groups(ctx.device)
+    distances, ts = [], []
+    for first in _progress(range(0, groups, DISTANCE_GROUPS), ctx.progress):
+        inputs = [_group_inputs(ctx, group, pairs) for group in range(first, min(groups, first + DISTANCE_GROUPS))]
+        images = torch.cat([_chunk_images(ctx, inputs[start : start + per_call], modules)
+                            for start in range(0, len(inputs), per_call)])  # [2 K P, C, H, W]
+        distances.append((distance(images[0::2], images[1::2]).double() / settings.epsilon**2).cpu().numpy())
+        ts.append(torch.cat([group_t for _z0, _z1, group_t, _c, _seed in inputs]).double().cpu().numpy())
     return {"distances": np.concatenate(distances)[: ctx.num_samples], "t": np.concatenate(ts)[: ctx.num_samples]}
 
 

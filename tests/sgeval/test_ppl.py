@@ -187,7 +187,10 @@ def test_linear_generator_gives_the_closed_form(space: str, sampling: str) -> No
         assert arrays["t"].min() > 0 and arrays["t"].max() < 1
 
 
-def test_noise_is_shared_within_a_pair_redrawn_between_groups_and_restored() -> None:
+def test_noise_is_shared_within_a_group_redrawn_between_groups_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sgeval.samplers import ppl as ppl_sampler
+
+    monkeypatch.setitem(ppl_sampler.GENERATOR_GROUPS, "cpu", 4)  # as on an accelerator: groups batched
     G = LinearGenerator()
     seen = []
     original = G.synthesis
@@ -198,9 +201,11 @@ def test_noise_is_shared_within_a_pair_redrawn_between_groups_and_restored() -> 
 
     G.synthesis = spy  # type: ignore[method-assign]
     arrays = sample_ppl(_context(G, _settings("w", pairs=4), num=12))
-    assert len(seen) == 3 and not torch.equal(seen[0], seen[1])  # one realisation per group of 4 pairs
-    assert all(noise.abs().sum() > 0 for noise in seen)
-    assert G.noise_const.eq(0).all()  # restored
+    assert len(seen) == 1 and seen[0].shape == (24, 1, 4, 4)  # the 3 groups in one batch, one row per image
+    groups = seen[0].reshape(3, 8, 4, 4)  # group k's 4 pairs = 8 images
+    assert all(torch.equal(group[0], group[i]) for group in groups for i in range(8))  # shared within a group
+    assert not torch.equal(groups[0][0], groups[1][0]) and groups.abs().sum() > 0  # redrawn between groups
+    assert G.noise_const.shape == (4, 4) and G.noise_const.eq(0).all()  # the buffer is put back
     np.testing.assert_allclose(arrays["distances"], _expected_distances(G, _settings("w"), 12, 3), rtol=2e-2)
 
 
@@ -358,3 +363,43 @@ def test_cli_ppl_on_a_training_run(tmp_path: Path, snapshot: Path, sse_distance:
     assert calc.exit_code == 0 and "ppl_zend@gen8" in calc.stdout, calc.output
     bad = CliRunner().invoke(main, ["ppl", str(snapshot), "--protocol", "ppl_wend", "--epsilon", "0.1"])
     assert bad.exit_code == 2 and "--protocol names every setting" in bad.output
+
+
+@pytest.mark.parametrize("arch", ["stylegan2", "stylegan"])
+def test_batched_groups_equal_group_by_group_synthesis_on_real_networks(arch: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several groups in one generator batch, each with its own noise in the [N, 1, H, W] buffers, give the images
+    that one group at a time with its realisation copied into the [H, W] buffers gives (the version-2 way)."""
+    from sgeval.samplers import ppl as ppl_sampler
+    from sgmodels.presets import build_networks
+
+    G = build_networks(arch, "cpu16")[0].eval()
+    with torch.no_grad():  # trained strengths: the initial 0 would hide the noise from the images
+        for name, parameter in G.named_parameters():
+            if name.endswith("noise_strength"):
+                parameter.fill_(0.5)
+    settings = _settings("w", pairs=2)
+    ctx = SamplerContext(G=G, settings=settings, num_samples=6, seed=1, batch_size=8, device=torch.device("cpu"),
+                         networks={"distance": SquaredL2()})
+    one_by_one = sample_ppl(ctx)["distances"]  # a CPU: one group per generator call
+    monkeypatch.setitem(ppl_sampler.GENERATOR_GROUPS, "cpu", 4)
+    batched = sample_ppl(ctx)["distances"]  # the 3 groups in one call
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4)
+    modules = ppl_sampler._noise_modules(G)
+    assert modules, "the network has noise inputs"
+    reference = []
+    with torch.no_grad():
+        for group in range(3):
+            z0, z1, t, labels, seed = ppl_sampler._group_inputs(ctx, group, 2)
+            for module, noise in zip(modules, ppl_sampler._group_noise(modules, seed), strict=True):
+                module._buffers["noise_const"].copy_(noise)  # type: ignore[union-attr]
+            images = ppl_sampler._pair_images(ctx, z0, z1, t, labels)
+            reference.append(SquaredL2()(images[0::2], images[1::2]).double().numpy() / settings.epsilon**2)
+    np.testing.assert_allclose(batched, np.concatenate(reference), rtol=1e-3)
+    for module in modules:  # one realisation for every group: other distances (the noise matters)
+        module._buffers["noise_const"].copy_(ppl_sampler._group_noise(modules, 0)[modules.index(module)])  # type: ignore[union-attr]
+    with torch.no_grad():
+        z0, z1, t, labels, _seed = ppl_sampler._group_inputs(ctx, 2, 2)
+        images = ppl_sampler._pair_images(ctx, z0, z1, t, labels)
+    wrong = SquaredL2()(images[0::2], images[1::2]).double().numpy() / settings.epsilon**2
+    assert not np.allclose(wrong, batched[4:], rtol=1e-3)
