@@ -54,6 +54,7 @@ from sgeval.sources.sides import (
     mixed_network,
     network_file_of,
     open_evaluated_network,
+    open_network_file,
     open_reals,
     recorded_training_set,
     snapshot_metadata_of,
@@ -230,9 +231,11 @@ def evaluate_many(
     resolved = [resolve_protocol(name, asked.num_gen, asked.num_real, asked.mix_latents) for name in protocols]
     run = _RunOptions.of(asked)
     snapshot = network_file_of(network_or_source)
-    metadata = {} if snapshot is None else snapshot_metadata_of(snapshot)
+    opened = None if snapshot is None else open_network_file(snapshot)  # described and loaded from one read
+    metadata = {} if opened is None else snapshot_metadata_of(opened)
     reals = open_reals(data, snapshot, metadata, resolved)
-    network = open_evaluated_network(network_or_source, run.device, snapshot, metadata, reals, asked.network_key)
+    network = open_evaluated_network(network_or_source, run.device, snapshot, metadata, reals, asked.network_key,
+                                     opened)
     data_xflip = asked.data_xflip
     if data_xflip is None:
         data_xflip = bool(recorded_training_set(metadata).get("xflip", False))

@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # importing this module stays light (no torch): sgeval.atomic
 
     from sgeval.sources.generator import GeneratorSource
     from sgmodels.data.reader import DatasetReader
+    from sgmodels.importers import NetworkFile
+
 
 __all__ = [
     "LatentGenerator",
@@ -50,6 +52,7 @@ __all__ = [
     "is_network_file",
     "is_style_generator",
     "load_generator",
+    "open_network_file",
     "load_sgmodels_source",
     "load_tf_classifier",
     "mixed_ws",
@@ -71,6 +74,19 @@ def is_network_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in NETWORK_SUFFIXES
 
 
+def open_network_file(path: str | os.PathLike[str]) -> NetworkFile:
+    """The network file opened once for one job: its description, then its networks from the same read (an imported
+    pickle is unpickled once, not once per question; `sgmodels.importers.NetworkFile`)."""
+    from sgmodels.importers import NetworkFile
+
+    return NetworkFile(path)
+
+
+def _info(source: str | os.PathLike[str] | NetworkFile) -> Any:
+    """The description of an opened file, or of a path (cached per file version)."""
+    return _checkpoint_info(source) if isinstance(source, (str, os.PathLike)) else source.info
+
+
 def _checkpoint_info(path: str | os.PathLike[str]) -> Any:
     """sgmodels' description of a network file (format, networks, metadata), cached per file version: an imported
     pickle is unpickled (restricted) to be described, so the runner's several questions read it once."""
@@ -86,13 +102,13 @@ def _cached_checkpoint_info(path: str, version: tuple[int, int] | None) -> Any:
     return read_checkpoint_info(path)
 
 
-def snapshot_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+def snapshot_metadata(path: str | os.PathLike[str] | NetworkFile) -> dict[str, Any]:
     """The network file's metadata (training options, training set, kimg; for an imported checkpoint its recorded
     training-set settings), read without loading a snapshot's tensors."""
-    return dict(_checkpoint_info(path).metadata)
+    return dict(_info(path).metadata)
 
 
-def snapshot_c_dim(path: str | os.PathLike[str], network_key: str | None = None) -> int:
+def snapshot_c_dim(path: str | os.PathLike[str] | NetworkFile, network_key: str | None = None) -> int:
     """Label size of the file's evaluated generator (`network_key`; None: G_ema, else G), 0 = unconditional.
 
     Raises:
@@ -101,7 +117,7 @@ def snapshot_c_dim(path: str | os.PathLike[str], network_key: str | None = None)
     """
     from sgmodels.importers import CheckpointFormatError
 
-    info = _checkpoint_info(path)
+    info = _info(path)
     key = network_key or info.default_key()
     if key not in info.networks:
         raise CheckpointFormatError(info.unsupported.get(key) or f"{path}: no network {key!r} in this file; it holds "
@@ -133,7 +149,8 @@ def run_snapshots(run_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def load_sgmodels_source(
-    path: str | os.PathLike[str],  # the network file: .safetensors snapshot or imported checkpoint (.pkl, .pt)
+    path: str | os.PathLike[str] | NetworkFile,  # the network file (.safetensors snapshot or imported checkpoint),
+    # or that file opened by `open_network_file`
     device: str = "cpu",  # where the generator is built
     truncation_psi: float = 1.0,  # 1 = no truncation (official metrics)
     noise_mode: str = "random",  # official metrics use random noise
@@ -152,10 +169,10 @@ def load_sgmodels_source(
 
     generator = load_generator(path, device=device, network_key=network_key)
     return GeneratorSource(generator, truncation_psi=truncation_psi, noise_mode=noise_mode, class_idx=class_idx,
-                           labels=labels, gen_batch=gen_batch, name=str(path))
+                           labels=labels, gen_batch=gen_batch, name=str(getattr(path, "path", path)))
 
 
-def load_generator(path: str | os.PathLike[str], device: str = "cpu",
+def load_generator(path: str | os.PathLike[str] | NetworkFile, device: str = "cpu",
                    network_key: str | None = None) -> LatentGenerator:
     """The evaluated network (`network_key`; None: G_ema when present, else G) of a snapshot or an imported
     checkpoint (official NVIDIA / rosinality, read by sgmodels without executing it), in eval mode, on `device`:
@@ -165,9 +182,10 @@ def load_generator(path: str | os.PathLike[str], device: str = "cpu",
         ValueError (SnapshotError, CheckpointFormatError, UnsafePickleError, NonFiniteError): missing, corrupt,
             unknown or refused file, inconsistent network, or NaN/infinite weights.
     """
-    from sgmodels.importers import load_network_file
+    from sgmodels.importers import NetworkFile
 
-    generator, _ = load_network_file(path, key=network_key, device=device)
+    opened = path if isinstance(path, NetworkFile) else NetworkFile(path)
+    generator = next(iter(opened.load([network_key], device=device).values()))
     # Typed, not checked: the importers build sgmodels generators (GeneratorModule) for G and G_ema; an explicit
     # network_key="D" gives the discriminator, which GeneratorSource and check_projectable refuse as before.
     return cast("LatentGenerator", generator)

@@ -18,7 +18,7 @@ from sgeval.metrics.registry import get_metric
 from sgeval.protocols import Protocol
 
 __all__ = ["DataNotGivenError", "EvaluatedNetwork", "RealSides", "mixed_network", "network_file_of",
-           "open_evaluated_network", "open_reals", "recorded_training_set", "snapshot_metadata_of"]
+           "open_evaluated_network", "open_network_file", "open_reals", "recorded_training_set", "snapshot_metadata_of"]
 
 
 class DataNotGivenError(ValueError):
@@ -49,19 +49,21 @@ def network_file_of(network: Any) -> Path | None:
 
 
 def open_evaluated_network(network: Any, device: str, snapshot: Path | None, metadata: dict[str, Any],
-                  reals: RealSides, network_key: str | None = None) -> EvaluatedNetwork:
+                  reals: RealSides, network_key: str | None = None, opened: Any = None) -> EvaluatedNetwork:
     """A generated-image source for a network file, an image folder / zip, a generator object or an ImageSource.
 
     A conditional generator (c_dim > 0: read from the file's description before loading, or the object's attribute)
     gets the labels of the reference dataset as its label pool, as the official metrics do. `network_key` chooses
-    the generator of a network file (None: G_ema when present, else G).
+    the generator of a network file (None: G_ema when present, else G). `opened` is that file opened once by
+    `sgmodels_adapter.open_network_file` (its description and its networks come from one read).
     """
     from sgeval.sources import GeneratorSource, ImageSource, StatisticsSource, open_source
     from sgeval.sources.sgmodels_adapter import load_sgmodels_source, snapshot_c_dim
 
     if snapshot is not None:
-        pool, record = _reference_labels(reals, snapshot_c_dim(snapshot, network_key), f"snapshot {snapshot}")
-        source = load_sgmodels_source(snapshot, device=device, labels=pool, network_key=network_key)
+        network_file = snapshot if opened is None else opened
+        pool, record = _reference_labels(reals, snapshot_c_dim(network_file, network_key), f"snapshot {snapshot}")
+        source = load_sgmodels_source(network_file, device=device, labels=pool, network_key=network_key)
         return EvaluatedNetwork(source, snapshot, metadata, record)
     if network_key is not None:
         raise ValueError(f"network_key={network_key!r} chooses a network of a network file; the evaluated source is "
@@ -138,7 +140,14 @@ def open_reals(data: Any, snapshot: Path | None, metadata: Mapping[str, Any], pr
         return RealSides(None, missing)
 
 
-def snapshot_metadata_of(snapshot: Path) -> dict[str, Any]:
+def open_network_file(snapshot: Path) -> Any:
+    """The network file opened once for this call (`sgmodels_adapter.open_network_file`)."""
+    from sgeval.sources.sgmodels_adapter import open_network_file as open_file
+
+    return open_file(snapshot)
+
+
+def snapshot_metadata_of(snapshot: Any) -> dict[str, Any]:  # a path or a file opened by `open_network_file`
     from sgeval.sources.sgmodels_adapter import snapshot_metadata
 
     return snapshot_metadata(snapshot)

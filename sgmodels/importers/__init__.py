@@ -44,6 +44,7 @@ __all__ = [
     "CheckpointInfo",
     "ImportedCheckpoint",
     "ImportedNetwork",
+    "NetworkFile",
     "UnsafePickleError",
     "build_imported_network",
     "detect_checkpoint_format",
@@ -76,26 +77,73 @@ class CheckpointInfo:
         return _choose_key(self, None)
 
 
+class NetworkFile:
+    """One network file, read once: its description (`info`) first, then any of its networks (`load`) from the same
+    read. An imported pickle is unpickled (restricted) once for both; a snapshot's header is read for `info` and its
+    tensors by `load`. Hold it for one job (an evaluation call): an imported file's tensors stay in memory with it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.format = detect_checkpoint_format(self.path)
+        self._checkpoint: ImportedCheckpoint | None = None
+        self._info: CheckpointInfo | None = None
+
+    @property
+    def info(self) -> CheckpointInfo:
+        """Format, networks (sgmodels descriptions), unsupported parts and metadata, read on first use.
+
+        Raises:
+            FileNotFoundError: no such file.
+            CheckpointFormatError, UnsafePickleError, SnapshotError (ValueErrors): unknown, refused or damaged file.
+        """
+        if self._info is None:
+            if self.format == "sgmodels":
+                from sgmodels.snapshot import read_snapshot_info
+
+                snapshot = read_snapshot_info(self.path)
+                networks = {name: {**description, "source_class": description.get("class")}
+                            for name, description in snapshot.networks.items()}
+                self._info = CheckpointInfo(self.path, self.format, networks, {}, dict(snapshot.metadata))
+            else:
+                self._info = _info_of(self.path, self._imported())
+        return self._info
+
+    def _imported(self) -> ImportedCheckpoint:
+        if self._checkpoint is None:
+            self._checkpoint = _import(self.path, self.format)
+        return self._checkpoint
+
+    def load(self, keys: list[str | None] | None = None, device: str | torch.device = "cpu",
+             pickled_fp16: bool = False) -> dict[str, torch.nn.Module]:
+        """{key: network in eval mode, finite weights checked} for `keys` (None = every buildable network; a None
+        entry = the default, G_ema when present, else G). Arguments and errors as `load_network_file`."""
+        from sgmodels.finite import check_finite_weights
+
+        names = _chosen_keys(self.info, keys)
+        if self.format == "sgmodels":
+            from sgmodels.snapshot import load_snapshot
+
+            modules = load_snapshot(self.path, device=device, names=names).networks
+        else:
+            checkpoint = with_pickled_fp16(self._imported()) if pickled_fp16 else self._imported()
+            modules = {name: build_imported_network(checkpoint.networks[name], f"{self.path}: network {name!r}")
+                       for name in names}
+        for name, module in modules.items():
+            check_finite_weights(module, f"{self.path} ({name})")
+        return {name: module.to(device).eval() for name, module in modules.items()}
+
+
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Format, networks (sgmodels descriptions), unsupported parts and metadata of a network file.
 
     A snapshot's header is read without tensors; an imported file is unpickled through its restricted loader
-    (so its tensors are read) but no network is built.
+    (so its tensors are read) but no network is built. (`NetworkFile` keeps that read for a later `load`.)
 
     Raises:
         FileNotFoundError: no such file.
         CheckpointFormatError, UnsafePickleError, SnapshotError (all ValueErrors): unknown, refused or damaged file.
     """
-    path = Path(path)
-    fmt = detect_checkpoint_format(path)
-    if fmt == "sgmodels":
-        from sgmodels.snapshot import read_snapshot_info
-
-        snapshot = read_snapshot_info(path)
-        networks = {name: {**description, "source_class": description.get("class")}
-                    for name, description in snapshot.networks.items()}
-        return CheckpointInfo(path, fmt, networks, {}, dict(snapshot.metadata))
-    return _info_of(path, _import(path, fmt))
+    return NetworkFile(path).info
 
 
 def load_network_file(
@@ -135,27 +183,8 @@ def load_network_files(
 
     Returns ({key: network in eval mode}, info). Arguments and errors as `load_network_file`.
     """
-    from sgmodels.finite import check_finite_weights
-
-    path = Path(path)
-    fmt = detect_checkpoint_format(path)
-    if fmt == "sgmodels":
-        from sgmodels.snapshot import load_snapshot
-
-        info = read_checkpoint_info(path)
-        names = _chosen_keys(info, keys)
-        modules = load_snapshot(path, device=device, names=names).networks
-    else:
-        checkpoint = _import(path, fmt)
-        info = _info_of(path, checkpoint)
-        names = _chosen_keys(info, keys)
-        if pickled_fp16:
-            checkpoint = with_pickled_fp16(checkpoint)
-        modules = {name: build_imported_network(checkpoint.networks[name], f"{path}: network {name!r}")
-                   for name in names}
-    for name, module in modules.items():
-        check_finite_weights(module, f"{path} ({name})")
-    return {name: module.to(device).eval() for name, module in modules.items()}, info
+    opened = NetworkFile(path)
+    return opened.load(keys, device, pickled_fp16), opened.info
 
 
 def load_tf_discriminator(
