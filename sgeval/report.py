@@ -34,7 +34,7 @@ import click
 import pandas as pd
 
 from sgeval.atomic import atomic_open, atomic_write_text
-from sgeval.results import iter_results, kimg_from_snapshot_name
+from sgeval.results import CorruptResultLineWarning, iter_results, kimg_from_snapshot_name
 
 __all__ = [
     "LONG_COLUMNS",
@@ -49,6 +49,7 @@ __all__ = [
     "pivot",
     "plot_columns",
     "plot_metric_vs_kimg",
+    "result_caveats",
     "report_command",
     "select_columns",
     "split_columns",
@@ -413,6 +414,21 @@ def plot_metric_vs_kimg(
 # ------------------------------------------------------------------------------------------------- command
 
 
+def result_caveats(paths_or_dirs: Iterable[str | os.PathLike[str]]) -> dict[str, list[str]]:
+    """{caveat: protocols it concerns} over the results of the given runs or files: warnings a result carries in
+    `extra["caveats"]` (e.g. measured with a domain detector that failed its self-check)."""
+    found: dict[str, list[str]] = {}
+    with warnings.catch_warnings():  # a corrupt line was reported by load_results already
+        warnings.simplefilter("ignore", CorruptResultLineWarning)
+        results = list(iter_results(paths_or_dirs))
+    for _path, result in results:
+        for caveat in (result.extra or {}).get("caveats", []):
+            protocols = found.setdefault(str(caveat), [])
+            if result.protocol not in protocols:
+                protocols.append(result.protocol)
+    return found
+
+
 _FORMATTERS = {"md": to_markdown, "csv": to_csv, "html": to_html}
 _DETAIL_TITLES = ("Details", "Per-name values")
 
@@ -529,6 +545,8 @@ def report_command(
         elif split.hidden:
             click.echo(f"{len(split.hidden)} more columns (details, per-name values) not shown: --details adds them as "
                        "their own tables, --all-columns gives one table with every column", err=True)
+    for caveat, protocols in result_caveats(paths).items():
+        click.echo(f"warning ({', '.join(protocols)}): {caveat}", err=True)
     text = _render(tables, fmt)
     if output is None:
         click.echo(text, nl=False)

@@ -146,3 +146,17 @@ def test_the_cli_prints_the_caveat_with_the_result(noise_detector: tuple[Path, P
     assert "fd_domain" in result.output and "warning (fd_domain@gen40-real40)" in result.output
     info = CliRunner().invoke(main, ["detector", "info", str(detector)])
     assert "self-check on 80 held-out images: FAILED" in info.output and "base rate" in info.output
+
+
+def test_the_report_repeats_the_caveat_of_its_results(noise_detector: tuple[Path, Path], tmp_path: Path) -> None:
+    from sgeval.report import report_command, result_caveats
+
+    data, detector = noise_detector
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate_many(["fd_domain@gen40-real40"], data, data, detector_weights={"domain": detector},
+                      run_dir=tmp_path / "run", progress=False, cache=False)
+    caveats = result_caveats([tmp_path / "run"])
+    assert list(caveats.values()) == [["fd_domain@gen40-real40"]] and "failed its self-check" in next(iter(caveats))
+    printed = CliRunner().invoke(report_command, [str(tmp_path / "run")])
+    assert printed.exit_code == 0 and "warning (fd_domain@gen40-real40): domain detector" in printed.output
