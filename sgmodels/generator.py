@@ -1,15 +1,15 @@
 """The style-based generator G = synthesis(mapping(z, c)), generic over the synthesis network.
 
 One class serves StyleGAN2 (`synthesis="stylegan2"`) and StyleGAN v1 (`synthesis="stylegan"`); the synthesis
-class is imported lazily from `SYNTHESIS_NETWORKS`, so a StyleGAN2 user never imports the v1 module. Attribute
-names follow the official PyTorch code (`z_dim, c_dim, w_dim, num_ws, img_resolution, img_channels, mapping,
-synthesis`), so evaluation code treats this generator and an official one alike.
+class is looked up by name in `sgmodels.registry` (`@register_synthesis`), which imports its module on first use.
+Attribute names follow the official PyTorch code (`z_dim, c_dim, w_dim, num_ws, img_resolution, img_channels,
+mapping, synthesis`), so evaluation code treats this generator and an official one alike.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
+from typing import cast
 
 import torch
 
@@ -17,21 +17,12 @@ from sgmodels.interfaces import GeneratorModule, SynthesisFn
 from sgmodels.mapping import MappingNetwork
 from sgmodels.misc import assert_shape
 from sgmodels.registry import register_network
-
-# synthesis name -> "module:class"; imported on first use.
-SYNTHESIS_NETWORKS: dict[str, str] = {
-    "stylegan2": "sgmodels.stylegan2:SynthesisNetwork",
-    "stylegan": "sgmodels.stylegan1:SynthesisNetwork",
-}
+from sgmodels.registry import synthesis_class as registered_synthesis
 
 
 def synthesis_class(name: str) -> Callable[..., SynthesisFn]:
-    """Import and return the synthesis network class (a torch module) registered under `name` in
-    SYNTHESIS_NETWORKS."""
-    if name not in SYNTHESIS_NETWORKS:
-        raise ValueError(f"unknown synthesis network {name!r}; known: {', '.join(sorted(SYNTHESIS_NETWORKS))}")
-    module_name, class_name = SYNTHESIS_NETWORKS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    """The synthesis network class (a torch module) registered as `name` (`@register_synthesis`)."""
+    return cast("Callable[..., SynthesisFn]", registered_synthesis(name))
 
 
 @register_network("stylegan2.Generator")
@@ -45,7 +36,7 @@ class Generator(GeneratorModule):
         w_dim: int = 512,  # Intermediate latent (W) size.
         img_resolution: int = 1024,  # Output resolution R.
         img_channels: int = 3,  # Output channels.
-        synthesis: str = "stylegan2",  # Synthesis network: a key of SYNTHESIS_NETWORKS.
+        synthesis: str = "stylegan2",  # Synthesis network: a name registered with @register_synthesis.
         mapping_kwargs: dict | None = None,  # Extra MappingNetwork arguments (num_layers, lr_multiplier, ...).
         synthesis_kwargs: dict | None = None,  # Extra synthesis arguments (channel_base, architecture, ...).
     ) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +48,6 @@ import torch
 from sgmodels.interfaces import GeneratorModule, as_generator
 from sgmodels.registry import build_network
 
-GENERATOR_FAMILIES = ("stylegan2", "stylegan", "traditional")
-DISCRIMINATOR_FAMILIES = ("stylegan2", "stylegan")
-ARCHS = GENERATOR_FAMILIES  # a preset's architecture is its generator family (`stylegan2-cpu32`, `traditional-cpu16`)
 STYLEGAN2_ARCHITECTURES = ("orig", "skip", "resnet")
 NOISE_CHOICES = ("all", "none", "coarse", "fine")
 
@@ -271,19 +269,6 @@ TRAINING_OVERRIDES: dict[str, Override] = {
 OVERRIDES: dict[str, Override] = {**NETWORK_OVERRIDES, **TRAINING_OVERRIDES}
 
 _SHARED_FIELDS = frozenset({"resolution", "z_dim", "w_dim", "c_dim", "img_channels", "channel_base", "channel_max"})
-# NetworkConfig fields each family reads besides the shared ones; overriding a field nobody reads is an error.
-_GENERATOR_FIELDS = {
-    "stylegan2": frozenset({"map_layers", "architecture", "noise", "progressive", "conv_clamp", "fp16_res"}),
-    "stylegan": frozenset({"map_layers", "noise", "const_input", "use_styles", "pixel_norm", "instance_norm", "blur",
-                           "progressive"}),
-    "traditional": frozenset({"map_layers", "noise", "blur", "progressive"}),
-}
-_DISCRIMINATOR_FIELDS = {
-    "stylegan2": frozenset({"d_architecture", "mbstd_group_size", "progressive", "conv_clamp", "fp16_res"}),
-    "stylegan": frozenset({"blur", "mbstd_group_size"}),
-}
-
-
 def preset_names() -> list[str]:
     """All preset names, `<arch>-<config>`."""
     return list(PRESETS)
@@ -354,7 +339,7 @@ def _coerce(name: str, spec: Override, value: Any) -> Any:
 
 
 def _check_applicable(network: NetworkConfig, changed: set[str], where: str) -> None:
-    used = _SHARED_FIELDS | _GENERATOR_FIELDS[network.generator] | _DISCRIMINATOR_FIELDS[network.discriminator]
+    used = _SHARED_FIELDS | GENERATORS[network.generator].fields | DISCRIMINATORS[network.discriminator].fields
     ignored = sorted(changed - used)
     if ignored:
         raise ValueError(f"{where}: override(s) {ignored} have no effect on a {network.generator} generator with a "
@@ -363,10 +348,9 @@ def _check_applicable(network: NetworkConfig, changed: set[str], where: str) -> 
 
 def _validate(network: NetworkConfig, where: str) -> None:
     """Catch impossible combinations early, with the override that fixes them."""
-    if network.generator not in GENERATOR_FAMILIES or network.discriminator not in DISCRIMINATOR_FAMILIES:
+    if network.generator not in GENERATORS or network.discriminator not in DISCRIMINATORS:
         raise ValueError(f"{where}: generator {network.generator!r} / discriminator {network.discriminator!r}; "
-                         f"families: generators {', '.join(GENERATOR_FAMILIES)}, discriminators "
-                         f"{', '.join(DISCRIMINATOR_FAMILIES)}")
+                         f"families: generators {', '.join(GENERATORS)}, discriminators {', '.join(DISCRIMINATORS)}")
     res = network.resolution
     if isinstance(res, bool) or res < 4 or res & (res - 1):
         raise ValueError(f"{where}: resolution must be a power of two >= 4, got {res}")
@@ -391,15 +375,6 @@ def _validate(network: NetworkConfig, where: str) -> None:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Network descriptions (registry format) and building
-
-
-def _generator_description(net: NetworkConfig) -> dict[str, Any]:
-    builders: dict[str, Callable[[NetworkConfig], dict[str, Any]]] = {
-        "stylegan2": _stylegan2_generator,
-        "stylegan": _stylegan_generator,
-        "traditional": _traditional_generator,
-    }
-    return builders[net.generator](net)
 
 
 def _image_kwargs(net: NetworkConfig) -> dict[str, Any]:
@@ -477,17 +452,22 @@ def _traditional_generator(net: NetworkConfig) -> dict[str, Any]:
     }}
 
 
-def _discriminator_description(net: NetworkConfig) -> dict[str, Any]:
-    common = {"c_dim": net.c_dim, "img_resolution": net.resolution, "img_channels": net.img_channels,
-              **_width_kwargs(net)}
-    if net.discriminator == "stylegan":
-        return {"class": "stylegan.Discriminator", "init_kwargs": {
-            **common,
-            "mbstd_group_size": net.mbstd_group_size,  # 0 or 1 = off
-            "blur_filter": _blur_filter(net),
-        }}
+def _discriminator_common(net: NetworkConfig) -> dict[str, Any]:
+    return {"c_dim": net.c_dim, "img_resolution": net.resolution, "img_channels": net.img_channels,
+            **_width_kwargs(net)}
+
+
+def _stylegan_discriminator(net: NetworkConfig) -> dict[str, Any]:
+    return {"class": "stylegan.Discriminator", "init_kwargs": {
+        **_discriminator_common(net),
+        "mbstd_group_size": net.mbstd_group_size,  # 0 or 1 = off
+        "blur_filter": _blur_filter(net),
+    }}
+
+
+def _stylegan2_discriminator(net: NetworkConfig) -> dict[str, Any]:
     return {"class": "stylegan2.Discriminator", "init_kwargs": {
-        **common,
+        **_discriminator_common(net),
         "architecture": net.d_architecture,
         "mbstd_group_size": net.mbstd_group_size if net.mbstd_group_size > 0 else 4,
         "mbstd_num_channels": 1 if net.mbstd_group_size > 0 else 0,  # 0 features = no minibatch-stddev layer
@@ -496,12 +476,61 @@ def _discriminator_description(net: NetworkConfig) -> dict[str, Any]:
     }}
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The architecture table: the one registration of a network family
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A generator or discriminator family: where its classes live, what it reads of a NetworkConfig, and how a
+    config becomes its registry description.
+
+    Adding a family: write its module (classes decorated with `sgmodels.registry.register_network` /
+    `register_synthesis`), then add its entry here and its presets above. Nothing else lists architectures: the CLI
+    choices, the override checks and the registry's lazy imports all read these tables.
+    """
+
+    modules: tuple[str, ...]  # modules that register its classes; imported on the registry's first miss
+    fields: frozenset[str]  # NetworkConfig fields it reads besides _SHARED_FIELDS (overriding another is an error)
+    describe: Callable[[NetworkConfig], dict[str, Any]]  # config -> {"class": ..., "init_kwargs": ...}
+
+
+GENERATORS: dict[str, Architecture] = {
+    "stylegan2": Architecture(("sgmodels.generator", "sgmodels.stylegan2"),
+                              frozenset({"map_layers", "architecture", "noise", "progressive", "conv_clamp",
+                                         "fp16_res"}), _stylegan2_generator),
+    "stylegan": Architecture(("sgmodels.generator", "sgmodels.stylegan1"),
+                             frozenset({"map_layers", "noise", "const_input", "use_styles", "pixel_norm",
+                                        "instance_norm", "blur", "progressive"}), _stylegan_generator),
+    "traditional": Architecture(("sgmodels.traditional",), frozenset({"map_layers", "noise", "blur", "progressive"}),
+                                _traditional_generator),
+}
+DISCRIMINATORS: dict[str, Architecture] = {
+    "stylegan2": Architecture(("sgmodels.stylegan2",),
+                              frozenset({"d_architecture", "mbstd_group_size", "progressive", "conv_clamp",
+                                         "fp16_res"}), _stylegan2_discriminator),
+    "stylegan": Architecture(("sgmodels.stylegan1",), frozenset({"blur", "mbstd_group_size"}),
+                             _stylegan_discriminator),
+}
+ARCHS = tuple(GENERATORS)  # a preset's architecture is its generator family (`stylegan2-cpu32`, `traditional-cpu16`)
+
+
+def import_architectures() -> None:
+    """Import the module of every family, so that each has registered its classes (`sgmodels.registry` calls this
+    when it meets a name it does not know yet)."""
+    for family in [*GENERATORS.values(), *DISCRIMINATORS.values()]:
+        for module in family.modules:
+            importlib.import_module(module)
+
+
 def network_descriptions(
     arch: str, config: str, **overrides: Any
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Registry descriptions of G and D and the training dict of a preset with overrides (nothing is built)."""
     network, training = apply_overrides(get_preset(arch, config), overrides)
-    return _generator_description(network), _discriminator_description(network), training
+    generator = GENERATORS[network.generator].describe(network)
+    discriminator = DISCRIMINATORS[network.discriminator].describe(network)
+    return generator, discriminator, training
 
 
 def build_networks(

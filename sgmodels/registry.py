@@ -3,7 +3,14 @@
 Every top-level network (generators, discriminators) is decorated with `@register_network("name")`. The decorator
 records the constructor arguments of each instance in `module.init_kwargs` (they must be JSON-serialisable), so a
 snapshot can store `{"class": name, "init_kwargs": {...}}` next to the tensors and rebuild the exact network
-without pickling or executing any code. `build_network(description)` is the inverse.
+without pickling or executing any code. `build_network(description)` is the inverse. The synthesis networks a
+`stylegan2.Generator` can hold are registered the same way, by name, with `@register_synthesis("name")`.
+
+Where each class lives is written down once, in the architecture table of `sgmodels.presets` (`GENERATORS`,
+`DISCRIMINATORS`: each family names its modules). A name that is not registered yet makes the registry import the
+modules of that table, so reading a snapshot imports only what is needed on a warm process and never needs a
+second list here. Adding an architecture: its module (classes decorated here) and its entry and presets in
+`sgmodels/presets.py` -- two files.
 """
 
 from __future__ import annotations
@@ -18,14 +25,14 @@ import torch
 
 T = TypeVar("T", bound=type)
 
-# name -> module that defines it; lets `build_network` import lazily (only what a snapshot needs).
-_NETWORK_MODULES: dict[str, str] = {
-    "stylegan2.Generator": "sgmodels.generator",
-    "stylegan2.Discriminator": "sgmodels.stylegan2",
-    "stylegan.Discriminator": "sgmodels.stylegan1",
-    "traditional.Generator": "sgmodels.traditional",
-}
 _NETWORK_CLASSES: dict[str, type] = {}
+_SYNTHESIS_CLASSES: dict[str, type] = {}
+
+
+def _import_architectures() -> None:
+    """Import every module named in the presets' architecture table (each registers its classes on import)."""
+    presets = importlib.import_module("sgmodels.presets")  # above this module: imported only on a miss
+    presets.import_architectures()
 
 
 def register_network(name: str):
@@ -67,14 +74,34 @@ def _check_json(name: str, kwargs: dict[str, Any]) -> None:
         raise TypeError(f"constructor arguments of network {name!r} must be JSON-serialisable: {exc}") from None
 
 
+def register_synthesis(name: str):
+    """Class decorator: register a synthesis network class under `name` (`Generator(synthesis=name)`)."""
+
+    def decorate(cls: T) -> T:
+        if name in _SYNTHESIS_CLASSES and _SYNTHESIS_CLASSES[name] is not cls:
+            raise ValueError(f"synthesis network {name!r} registered twice")
+        _SYNTHESIS_CLASSES[name] = cls
+        return cls
+
+    return decorate
+
+
+def _lookup(table: dict[str, type], name: str, what: str) -> type:
+    if name not in table:
+        _import_architectures()
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
+    return table[name]
+
+
 def network_class(name: str) -> type:
-    """Return the class registered as `name`, importing its module on first use."""
-    if name not in _NETWORK_CLASSES and name in _NETWORK_MODULES:
-        importlib.import_module(_NETWORK_MODULES[name])
-    if name not in _NETWORK_CLASSES:
-        known = ", ".join(sorted(set(_NETWORK_MODULES) | set(_NETWORK_CLASSES)))
-        raise ValueError(f"unknown network class {name!r}; known: {known}")
-    return _NETWORK_CLASSES[name]
+    """Return the class registered as `name`, importing the architecture modules on first use."""
+    return _lookup(_NETWORK_CLASSES, name, "network class")
+
+
+def synthesis_class(name: str) -> type:
+    """Return the synthesis network class registered as `name`, importing the architecture modules on first use."""
+    return _lookup(_SYNTHESIS_CLASSES, name, "synthesis network")
 
 
 def describe_network(module: torch.nn.Module) -> dict[str, Any]:
@@ -93,4 +120,12 @@ def build_network(description: dict[str, Any]) -> torch.nn.Module:
 
 
 def registered_networks() -> list[str]:
-    return sorted(set(_NETWORK_MODULES) | set(_NETWORK_CLASSES))
+    """Names of every network class (all architecture modules imported)."""
+    _import_architectures()
+    return sorted(_NETWORK_CLASSES)
+
+
+def registered_synthesis_networks() -> list[str]:
+    """Names of every synthesis network (all architecture modules imported)."""
+    _import_architectures()
+    return sorted(_SYNTHESIS_CLASSES)

@@ -49,7 +49,7 @@ from sgmodels.progressive import (
     resolution_log2,
     upscale2d,
 )
-from sgmodels.registry import register_network
+from sgmodels.registry import register_network, register_synthesis
 
 LRELU_SLOPE = 0.2  # Leaky ReLU slope of every v1 layer.
 ACT_GAIN = math.sqrt(2.0)  # He gain for lrelu, folded into the weights in v1.
@@ -434,6 +434,7 @@ def layer_has_noise(use_noise: str, res: int, noise_split_res: int) -> bool:
     return False
 
 
+@register_synthesis("stylegan")
 class SynthesisNetwork(nn.Module):
     """StyleGAN v1 synthesis network (TF `G_synthesis`): ws [N, num_ws, w_dim] -> img [N, img_channels, R, R].
 

@@ -29,7 +29,7 @@ from sgmodels.layers import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer,
 from sgmodels.mapping import MappingNetwork
 from sgmodels.misc import assert_shape
 from sgmodels.ops import bias_act, conv2d_resample, upfirdn2d
-from sgmodels.registry import register_network
+from sgmodels.registry import register_network, register_synthesis
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 SQRT_HALF = math.sqrt(0.5)
@@ -307,6 +307,7 @@ class SynthesisBlock(torch.nn.Module):
         return x, img
 
 
+@register_synthesis("stylegan2")
 class SynthesisNetwork(torch.nn.Module):
     """StyleGAN2 synthesis network g: ws [N, num_ws, w_dim] -> images [N, img_channels, R, R] in about [-1, 1]."""
 
